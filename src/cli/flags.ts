@@ -1,0 +1,97 @@
+// Flag definitions shared by `mutate` and `serve`: upstream's names and
+// defaults, parsed with Go's rules (`--flag value`, `--flag=value`, booleans as
+// `--flag` or `--flag=true|false`).
+import { type Command, InvalidArgumentError } from 'commander';
+import { DEFAULT_MUTATION_OPTIONS as D, MIN_TOKEN_EXPIRATION, type MutationOptions } from '../config.js';
+import { parseGoBool, parseGoInt } from '../mutation/values.js';
+
+/** Thrown for bad input the user can fix; the CLI prints its message and exits 2. */
+export class UsageError extends Error {}
+
+export function boolFlag(text: string): boolean {
+  const value = parseGoBool(text);
+  if (value === undefined) throw new InvalidArgumentError('expected true or false.');
+  return value;
+}
+
+export function intFlag(text: string): number {
+  const value = parseGoInt(text);
+  if (value === undefined) throw new InvalidArgumentError('expected a whole number.');
+  return value;
+}
+
+export function nonNegativeIntFlag(text: string): number {
+  const value = intFlag(text);
+  if (value < 0) throw new InvalidArgumentError('expected a number of 0 or more.');
+  return value;
+}
+
+/** A Go duration such as 2s, 500ms, 1m30s, or a plain number of seconds; returns milliseconds. */
+export function durationFlag(text: string): number {
+  const units: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
+  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) {
+    throw new InvalidArgumentError('expected a duration such as 2s, 500ms or 1m.');
+  }
+  return parts.reduce((sum, p) => sum + Number(p[1]) * (units[p[2] as string] ?? 0), 0);
+}
+
+export interface MutationFlagValues {
+  annotationPrefix: string;
+  tokenAudience: string;
+  tokenMountPath: string;
+  tokenExpiration: number;
+  awsDefaultRegion: string;
+  stsRegionalEndpoint: boolean;
+  containerCredentialsFullUri: string;
+  containerCredentialsAudience: string;
+  containerCredentialsTokenMountPath: string;
+  containerCredentialsTokenVolumeName: string;
+  containerCredentialsTokenPath: string;
+  watchContainerCredentialsConfig?: string;
+}
+
+export function addMutationFlags(cmd: Command): Command {
+  const cc = D.containerCredentials;
+  return cmd
+    .option('--annotation-prefix <prefix>', 'prefix of the ServiceAccount and pod annotations', D.annotationPrefix)
+    .option('--token-audience <audience>', 'default audience of the projected token', D.tokenAudience)
+    .option('--token-mount-path <path>', 'where the web identity token is mounted', D.tokenMountPath)
+    .option('--token-expiration <seconds>', `default token lifetime (minimum ${MIN_TOKEN_EXPIRATION})`, intFlag, D.tokenExpiration)
+    .option('--aws-default-region <region>', 'inject AWS_DEFAULT_REGION and AWS_REGION unless a container sets either', D.region)
+    .option('--sts-regional-endpoint [bool]', 'inject AWS_STS_REGIONAL_ENDPOINTS=regional', boolFlag, D.regionalSts)
+    .option('--container-credentials-full-uri <uri>', 'AWS_CONTAINER_CREDENTIALS_FULL_URI for container credentials', cc.fullUri)
+    .option('--container-credentials-audience <audience>', 'audience of the container-credentials token', cc.audience)
+    .option('--container-credentials-token-mount-path <path>', 'where the container-credentials token is mounted', cc.mountPath)
+    .option('--container-credentials-token-volume-name <name>', 'name of the container-credentials token volume', cc.volumeName)
+    .option('--container-credentials-token-path <file>', 'file name of the container-credentials token', cc.tokenPath)
+    .option('--watch-container-credentials-config <file>', 'identities file: ServiceAccounts that get container credentials');
+}
+
+/** Flags -> engine options; `warn` hears about values that were adjusted. */
+export function mutationOptionsFromFlags(f: MutationFlagValues, warn: (msg: string) => void): MutationOptions {
+  let tokenExpiration = f.tokenExpiration;
+  if (tokenExpiration < MIN_TOKEN_EXPIRATION) {
+    warn(`--token-expiration ${tokenExpiration} is below the minimum of ${MIN_TOKEN_EXPIRATION} seconds; ${MIN_TOKEN_EXPIRATION} is used`);
+    tokenExpiration = MIN_TOKEN_EXPIRATION;
+  }
+  if (f.annotationPrefix.trim() === '' || f.annotationPrefix.includes('/')) {
+    throw new UsageError(`--annotation-prefix "${f.annotationPrefix}" must be a non-empty DNS prefix without "/"`);
+  }
+  return {
+    annotationPrefix: f.annotationPrefix,
+    tokenAudience: f.tokenAudience,
+    tokenMountPath: f.tokenMountPath,
+    tokenExpiration,
+    region: f.awsDefaultRegion,
+    regionalSts: f.stsRegionalEndpoint,
+    containerCredentials: {
+      fullUri: f.containerCredentialsFullUri,
+      audience: f.containerCredentialsAudience,
+      mountPath: f.containerCredentialsTokenMountPath,
+      volumeName: f.containerCredentialsTokenVolumeName,
+      tokenPath: f.containerCredentialsTokenPath,
+    },
+  };
+}

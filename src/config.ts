@@ -1,0 +1,105 @@
+// Every annotation name, label and default of the webhook lives here, so the
+// engine, the CLI, the server and the docs cannot drift apart.
+
+/** Annotation suffixes; the prefix is `--annotation-prefix` (default eks.amazonaws.com). */
+export const ANNOTATION = {
+  roleArn: 'role-arn',
+  audience: 'audience',
+  stsRegionalEndpoints: 'sts-regional-endpoints',
+  tokenExpiration: 'token-expiration',
+  skipContainers: 'skip-containers',
+} as const;
+
+/** Label added to pods mutated for container credentials (EKS Pod Identity). */
+export const POD_IDENTITY_LABEL = 'eks.amazonaws.com/pod-identity';
+/** Pods carrying this label are excluded by the webhook configuration's objectSelector. */
+export const SKIP_POD_LABEL = 'eks.amazonaws.com/skip-pod-identity-webhook';
+/** Name of the ConfigMap that maps ServiceAccounts to roles in ConfigMap mode. */
+export const CONFIG_MAP_NAME = 'pod-identity-webhook';
+
+export const WEB_IDENTITY_VOLUME_NAME = 'aws-iam-token';
+export const WEB_IDENTITY_TOKEN_FILE = 'token';
+
+export const MIN_TOKEN_EXPIRATION = 600;
+export const DEFAULT_TOKEN_EXPIRATION = 86400;
+/** Container-credentials tokens with the default lifetime are spread over [floor, default]. */
+export const TOKEN_EXPIRATION_JITTER_FLOOR = 79200;
+
+export const ENV = {
+  roleArn: 'AWS_ROLE_ARN',
+  tokenFile: 'AWS_WEB_IDENTITY_TOKEN_FILE',
+  fullUri: 'AWS_CONTAINER_CREDENTIALS_FULL_URI',
+  authTokenFile: 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE',
+  region: 'AWS_REGION',
+  defaultRegion: 'AWS_DEFAULT_REGION',
+  stsRegionalEndpoints: 'AWS_STS_REGIONAL_ENDPOINTS',
+} as const;
+
+export interface ContainerCredentialsOptions {
+  fullUri: string;
+  audience: string;
+  mountPath: string;
+  volumeName: string;
+  tokenPath: string;
+}
+
+/** What the mutation engine needs from the flags. */
+export interface MutationOptions {
+  annotationPrefix: string;
+  tokenAudience: string;
+  tokenMountPath: string;
+  tokenExpiration: number;
+  /** `--aws-default-region`; empty means "do not inject a region". */
+  region: string;
+  /** `--sts-regional-endpoint`. */
+  regionalSts: boolean;
+  containerCredentials: ContainerCredentialsOptions;
+}
+
+export const DEFAULT_MUTATION_OPTIONS: Readonly<MutationOptions> = Object.freeze({
+  annotationPrefix: 'eks.amazonaws.com',
+  tokenAudience: 'sts.amazonaws.com',
+  tokenMountPath: '/var/run/secrets/eks.amazonaws.com/serviceaccount',
+  tokenExpiration: DEFAULT_TOKEN_EXPIRATION,
+  region: '',
+  regionalSts: false,
+  containerCredentials: Object.freeze({
+    fullUri: 'http://169.254.170.23/v1/credentials',
+    audience: 'pods.eks.amazonaws.com',
+    mountPath: '/var/run/secrets/pods.eks.amazonaws.com/serviceaccount',
+    volumeName: 'eks-pod-identity-token',
+    tokenPath: 'eks-pod-identity-token',
+  }),
+});
+
+/** Defaults of `serve`. */
+export const SERVER_DEFAULTS = Object.freeze({
+  port: 8443,
+  metricsPort: 9999,
+  tlsCert: '/etc/webhook/certs/tls.crt',
+  tlsKey: '/etc/webhook/certs/tls.key',
+  tlsMinVersion: '1.2',
+  namespace: 'default',
+  resyncPeriodSeconds: 60,
+  serviceAccountLookupGracePeriodMs: 2000,
+  bodyLimitBytes: 6 * 1024 * 1024,
+  shutdownTimeoutMs: 10_000,
+  logLevel: 'info',
+  /** Page size of the initial ServiceAccount list. */
+  listPageSize: 500,
+  /** Server-side watch timeout; the reflector re-watches after it. */
+  watchTimeoutSeconds: 300,
+  /** A watch that delivers nothing (not even a bookmark) for this long is restarted. */
+  watchSilenceMs: 90_000,
+  /** At most this many direct ServiceAccount GETs run at once on cache misses. */
+  lookupConcurrency: 10,
+});
+
+/** Defaults of `certs`. */
+export const CERT_DEFAULTS = Object.freeze({
+  service: 'pod-identity-webhook',
+  namespace: 'pod-identity-webhook',
+  outDir: 'certs',
+  days: 365,
+  renewBeforeDays: 30,
+});

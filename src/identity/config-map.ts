@@ -1,0 +1,68 @@
+// ConfigMap mode: the reference webhook's `pod-identity-webhook` ConfigMap maps
+// "namespace/name" (or "*/name" for any namespace) to a role.
+import { clampTokenExpiration } from './service-account.js';
+
+export interface ConfigMapEntry {
+  roleArn: string;
+  audience?: string;
+  regionalSts?: boolean;
+  tokenExpiration?: number;
+}
+
+/** Keyed "namespace/name" or "*\/name". */
+export type ConfigMapIdentities = ReadonlyMap<string, ConfigMapEntry>;
+
+export const EMPTY_CONFIG_MAP: ConfigMapIdentities = new Map();
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Parses `data.config` of the ConfigMap. Throws an Error naming the first
+ * problem; callers keep their last good configuration when it throws.
+ */
+export function parseConfigMapConfig(text: string | undefined): Map<string, ConfigMapEntry> {
+  const entries = new Map<string, ConfigMapEntry>();
+  if (text === undefined || text.trim() === '') return entries;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`data.config is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (!isRecord(doc)) throw new Error('data.config must be a JSON object keyed "namespace/name"');
+  for (const [key, raw] of Object.entries(doc)) {
+    const parts = key.split('/');
+    if (parts.length !== 2 || parts[0] === '' || parts[1] === '') {
+      throw new Error(`data.config key "${key}" must be "namespace/name" or "*/name"`);
+    }
+    if (!isRecord(raw)) throw new Error(`data.config["${key}"] must be an object`);
+    const { RoleARN, Audience, UseRegionalSTS, TokenExpiration } = raw;
+    if (RoleARN !== undefined && typeof RoleARN !== 'string') throw new Error(`data.config["${key}"].RoleARN must be a string`);
+    if (Audience !== undefined && typeof Audience !== 'string') throw new Error(`data.config["${key}"].Audience must be a string`);
+    if (UseRegionalSTS !== undefined && typeof UseRegionalSTS !== 'boolean') {
+      throw new Error(`data.config["${key}"].UseRegionalSTS must be true or false`);
+    }
+    if (TokenExpiration !== undefined && !(typeof TokenExpiration === 'number' && Number.isSafeInteger(TokenExpiration))) {
+      throw new Error(`data.config["${key}"].TokenExpiration must be a whole number of seconds`);
+    }
+    const entry: ConfigMapEntry = { roleArn: (RoleARN ?? '').trim() };
+    // Empty strings and 0 mean "use the default", as in the reference webhook.
+    if (Audience) entry.audience = Audience;
+    if (UseRegionalSTS !== undefined) entry.regionalSts = UseRegionalSTS;
+    if (TokenExpiration) entry.tokenExpiration = clampTokenExpiration(TokenExpiration);
+    entries.set(key, entry);
+  }
+  return entries;
+}
+
+/** An exact "namespace/name" key beats "*\/name". */
+export function lookupConfigMap(
+  identities: ConfigMapIdentities | undefined,
+  namespace: string,
+  name: string,
+): ConfigMapEntry | undefined {
+  if (!identities || identities.size === 0) return undefined;
+  return identities.get(`${namespace}/${name}`) ?? identities.get(`*/${name}`);
+}

@@ -1,0 +1,39 @@
+// EKS Pod Identity: the identities file lists the ServiceAccounts whose pods get
+// container credentials instead of a web identity.
+
+export type ContainerCredentialsIdentities = ReadonlySet<string>;
+
+export const NO_CONTAINER_CREDENTIALS: ContainerCredentialsIdentities = new Set();
+
+export function containerCredentialsKey(namespace: string, serviceAccount: string): string {
+  return `${namespace}/${serviceAccount}`;
+}
+
+/**
+ * Parses `{"identities":[{"namespace":..,"serviceAccount":..}]}`. Throws an
+ * Error naming the first problem.
+ */
+export function parseContainerCredentialsConfig(text: string): Set<string> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    throw new Error('expected an object {"identities": [...]}');
+  }
+  const list = (doc as { identities?: unknown }).identities;
+  if (list === undefined || list === null) return new Set();
+  if (!Array.isArray(list)) throw new Error('"identities" must be an array');
+  const keys = new Set<string>();
+  list.forEach((item: unknown, i) => {
+    const id = item as { namespace?: unknown; serviceAccount?: unknown } | null;
+    if (typeof id !== 'object' || id === null || typeof id.namespace !== 'string' || typeof id.serviceAccount !== 'string'
+      || id.namespace === '' || id.serviceAccount === '') {
+      throw new Error(`identities[${i}] must have non-empty string "namespace" and "serviceAccount"`);
+    }
+    keys.add(containerCredentialsKey(id.namespace, id.serviceAccount));
+  });
+  return keys;
+}

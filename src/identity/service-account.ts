@@ -1,0 +1,85 @@
+// A ServiceAccount reduced to what the engine needs, parsed once when it is
+// read (from the cache or a file), so admission never re-parses annotations.
+import { ANNOTATION, MIN_TOKEN_EXPIRATION } from '../config.js';
+import { isWellFormedRoleArn, parseGoBool, parseGoInt } from '../mutation/values.js';
+
+export interface ServiceAccountSettings {
+  roleArn?: string;
+  audience?: string;
+  regionalSts?: boolean;
+  tokenExpiration?: number;
+  /** What was ignored or looks wrong in the annotations, one sentence each. */
+  warnings: readonly string[];
+}
+
+/** Shared by every ServiceAccount without annotations of ours: most of a large cluster. */
+export const NO_SETTINGS: ServiceAccountSettings = Object.freeze({ warnings: Object.freeze([]) as readonly string[] });
+
+/** Clamp like the reference webhook: shorter than the minimum means the minimum. */
+export function clampTokenExpiration(seconds: number): number {
+  return seconds < MIN_TOKEN_EXPIRATION ? MIN_TOKEN_EXPIRATION : seconds;
+}
+
+/**
+ * Parses a token-expiration annotation value. Invalid text is ignored (undefined),
+ * values under the minimum are raised to it; both produce a warning.
+ */
+export function parseTokenExpirationAnnotation(
+  key: string,
+  text: string,
+  warnings: string[],
+): number | undefined {
+  const n = parseGoInt(text);
+  if (n === undefined) {
+    warnings.push(`annotation ${key}="${text}" is not a whole number of seconds; it is ignored`);
+    return undefined;
+  }
+  if (n < MIN_TOKEN_EXPIRATION) {
+    warnings.push(`annotation ${key}="${text}" is below the minimum of ${MIN_TOKEN_EXPIRATION} seconds; ${MIN_TOKEN_EXPIRATION} is used`);
+  }
+  return clampTokenExpiration(n);
+}
+
+export function parseServiceAccountAnnotations(
+  annotations: Readonly<Record<string, string>> | undefined | null,
+  prefix: string,
+): ServiceAccountSettings {
+  if (!annotations) return NO_SETTINGS;
+  const key = (suffix: string): string => `${prefix}/${suffix}`;
+  const roleArn = annotations[key(ANNOTATION.roleArn)];
+  const audience = annotations[key(ANNOTATION.audience)];
+  const sts = annotations[key(ANNOTATION.stsRegionalEndpoints)];
+  const expiration = annotations[key(ANNOTATION.tokenExpiration)];
+  if (roleArn === undefined && audience === undefined && sts === undefined && expiration === undefined) {
+    return NO_SETTINGS;
+  }
+
+  const warnings: string[] = [];
+  const settings: ServiceAccountSettings = { warnings };
+  if (roleArn !== undefined) {
+    const arn = roleArn.trim();
+    if (arn !== '') {
+      if (!isWellFormedRoleArn(arn)) {
+        warnings.push(
+          `annotation ${key(ANNOTATION.roleArn)}="${roleArn}" is not a role ARN of the form arn:<partition>:iam::<12-digit account>:role/<name>`,
+        );
+      }
+      settings.roleArn = arn;
+    }
+  }
+  if (audience !== undefined) settings.audience = audience;
+  if (sts !== undefined) {
+    const value = parseGoBool(sts);
+    if (value === undefined) {
+      warnings.push(`annotation ${key(ANNOTATION.stsRegionalEndpoints)}="${sts}" is not true or false; it is ignored`);
+    } else {
+      settings.regionalSts = value;
+    }
+  }
+  if (expiration !== undefined) {
+    const value = parseTokenExpirationAnnotation(key(ANNOTATION.tokenExpiration), expiration, warnings);
+    if (value !== undefined) settings.tokenExpiration = value;
+  }
+  Object.freeze(warnings);
+  return settings;
+}
