@@ -1,0 +1,127 @@
+// `serve`: the admission webhook the API server calls.
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import pino from 'pino';
+import { SERVER_DEFAULTS as S } from '../config.js';
+import { loadKubeConfig } from '../kube/client.js';
+import { startWebhookServer, type WebhookServerOptions } from '../server/serve.js';
+import { cipherList, tlsMinVersion } from '../tls/serving.js';
+import {
+  addMutationFlags,
+  boolFlag,
+  durationFlag,
+  intFlag,
+  type MutationFlagValues,
+  mutationOptionsFromFlags,
+  nonNegativeIntFlag,
+  UsageError,
+} from './flags.js';
+
+interface ServeFlags extends MutationFlagValues {
+  port: number;
+  metricsPort: number;
+  bindAddress: string;
+  tlsCert: string;
+  tlsKey: string;
+  tlsMinVersion: string;
+  tlsCipherSuites?: string;
+  clientCa?: string;
+  kubeconfig?: string;
+  kubeApi?: string;
+  namespace: string;
+  watchConfigMap: boolean;
+  resyncPeriod: number;
+  serviceAccountLookupGracePeriod: number;
+  enableDebuggingHandlers: boolean;
+  logLevel: string;
+  maxRequestBodyBytes: number;
+  shutdownTimeout: number;
+  shutdownDelay: number;
+}
+
+function portFlag(text: string): number {
+  const n = intFlag(text);
+  if (n < 0 || n > 65535) throw new UsageError(`port ${text} is out of range 0-65535`);
+  return n;
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+export function serveOptionsFromFlags(f: ServeFlags, warn: (m: string) => void): Omit<WebhookServerOptions, 'logger' | 'kubeConfig'> {
+  if (!LOG_LEVELS.includes(f.logLevel)) throw new UsageError(`--log-level ${f.logLevel}: expected one of ${LOG_LEVELS.join(', ')}`);
+  let minVersion;
+  let ciphers;
+  try {
+    minVersion = tlsMinVersion(f.tlsMinVersion);
+    ciphers = f.tlsCipherSuites ? cipherList(f.tlsCipherSuites) : undefined;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (f.maxRequestBodyBytes < 1024) throw new UsageError('--max-request-body-bytes must be at least 1024');
+  return {
+    port: f.port,
+    metricsPort: f.metricsPort,
+    host: f.bindAddress,
+    tls: { certFile: f.tlsCert, keyFile: f.tlsKey, clientCaFile: f.clientCa, minVersion, ciphers },
+    mutation: mutationOptionsFromFlags(f, warn),
+    namespace: f.namespace,
+    watchConfigMap: f.watchConfigMap,
+    containerCredentialsFile: f.watchContainerCredentialsConfig,
+    lookupGracePeriodMs: f.serviceAccountLookupGracePeriod,
+    debuggingHandlers: f.enableDebuggingHandlers,
+    bodyLimit: f.maxRequestBodyBytes,
+    shutdownTimeoutMs: f.shutdownTimeout,
+    shutdownDelayMs: f.shutdownDelay,
+  };
+}
+
+async function runServe(f: ServeFlags): Promise<void> {
+  const logger = pino({ level: f.logLevel, base: { service: 'pod-identity-webhook' } });
+  const options = serveOptionsFromFlags(f, (m) => logger.warn(m));
+  let kubeConfig;
+  try {
+    kubeConfig = loadKubeConfig({ kubeconfig: f.kubeconfig, kubeApi: f.kubeApi });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (f.clientCa) {
+    try {
+      readFileSync(f.clientCa, 'utf8');
+    } catch (err) {
+      throw new UsageError(`--client-ca ${f.clientCa}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  const server = await startWebhookServer({ ...options, logger, kubeConfig });
+  const stop = (signal: string): void => {
+    logger.info({ signal }, 'shutting down');
+    void server.shutdown().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+export function serveCommand(): Command {
+  const cmd = new Command('serve')
+    .description('run the admission webhook (HTTPS /mutate, /healthz, /readyz; metrics on a separate port)')
+    .option('--port <port>', 'HTTPS port of /mutate, /healthz and /readyz', portFlag, S.port)
+    .option('--metrics-port <port>', 'plain-HTTP port of /metrics (and debug handlers)', portFlag, S.metricsPort)
+    .option('--bind-address <address>', 'address both ports listen on', '0.0.0.0')
+    .option('--tls-cert <file>', 'serving certificate (PEM); reloaded when it changes', S.tlsCert)
+    .option('--tls-key <file>', 'serving private key (PEM); reloaded when it changes', S.tlsKey)
+    .option('--tls-min-version <version>', 'minimum TLS version: 1.0, 1.1, 1.2 or 1.3', S.tlsMinVersion)
+    .option('--tls-cipher-suites <list>', 'comma-separated Go names of TLS 1.2 cipher suites (default: Node\'s)')
+    .option('--client-ca <file>', 'require client certificates signed by this CA (PEM)')
+    .option('--kubeconfig <file>', 'kubeconfig to reach the API server (default: in-cluster)')
+    .option('--kube-api <url>', 'URL of the API server (overrides the kubeconfig\'s)')
+    .option('--namespace <namespace>', 'namespace of the pod-identity-webhook ConfigMap', S.namespace)
+    .option('--watch-config-map [bool]', 'watch the pod-identity-webhook ConfigMap (ConfigMap mode)', boolFlag, false)
+    .option('--resync-period <duration>', 'accepted for compatibility; the cache re-lists only when the watch requires it', durationFlag, S.resyncPeriodSeconds * 1000)
+    .option('--service-account-lookup-grace-period <duration>', 'how long a pod waits for a ServiceAccount missing from the cache', durationFlag, S.serviceAccountLookupGracePeriodMs)
+    .option('--enable-debugging-handlers [bool]', 'serve /debug/alpha/cache on the metrics port', boolFlag, false)
+    .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')}`, S.logLevel)
+    .option('--max-request-body-bytes <bytes>', 'larger admission requests get 413', nonNegativeIntFlag, S.bodyLimitBytes)
+    .option('--shutdown-timeout <duration>', 'how long in-flight requests may take after SIGTERM', durationFlag, S.shutdownTimeoutMs)
+    .option('--shutdown-delay <duration>', 'after SIGTERM, keep serving (unready) this long so endpoints update first', durationFlag, 0);
+  addMutationFlags(cmd);
+  return cmd.action((flags: ServeFlags) => runServe(flags));
+}

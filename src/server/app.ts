@@ -1,0 +1,105 @@
+// The HTTPS app the API server calls: /mutate, /healthz, /readyz. One plugin
+// per concern, in fastify's style; everything it needs is passed in.
+import type { ServerOptions } from 'node:https';
+import Fastify, { type FastifyError, type FastifyPluginAsync } from 'fastify';
+import type { Logger } from 'pino';
+import type { MutationOptions } from '../config.js';
+import { BadReviewError, type IdentityProvider, reviewAdmission } from './admission.js';
+import type { AdmissionOutcome, WebhookMetrics } from './metrics.js';
+
+export interface Readiness {
+  ready: boolean;
+  /** Why not ready, for /readyz and the logs. */
+  reasons: string[];
+}
+
+export interface WebhookAppOptions {
+  https: ServerOptions;
+  mutation: MutationOptions;
+  identities: IdentityProvider;
+  metrics: WebhookMetrics;
+  logger: Logger;
+  bodyLimit: number;
+  readiness: () => Readiness;
+  random?: () => number;
+}
+
+/** One short line for each way a request body can be unusable. */
+function reasonFor(err: FastifyError, contentType: string | undefined, bodyLimit: number): string {
+  switch (err.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return `Content-Type ${contentType ?? '(none)'} is not supported; send application/json`;
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return `request body is larger than ${bodyLimit} bytes`;
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return 'request body is empty';
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return 'Content-Length does not match the body';
+    default:
+      return err.statusCode === 400 ? `body is not valid JSON: ${err.message.split('\n')[0]}` : err.message.split('\n')[0] ?? '';
+  }
+}
+
+const admissionRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) => {
+  const record = (outcome: AdmissionOutcome, seconds: number): void => {
+    o.metrics.admissions.inc({ outcome });
+    o.metrics.admissionDuration.observe({ outcome }, seconds);
+  };
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+    const reason = status === 500 ? 'internal error' : reasonFor(err, request.headers['content-type'], o.bodyLimit);
+    if (status === 500) o.logger.error({ err }, 'admission failed');
+    else o.logger.warn({ status, reason }, 'bad admission request');
+    record('bad_request', reply.elapsedTime / 1000);
+    void reply.code(status).type('text/plain; charset=utf-8').send(`${reason}\n`);
+  });
+
+  app.post('/mutate', async (request, reply) => {
+    try {
+      const result = await reviewAdmission(request.body, o.identities, o.mutation, o.random);
+      const seconds = reply.elapsedTime / 1000;
+      record(result.outcome, seconds);
+      if (result.outcome === 'mutated' && result.log.mode) o.metrics.podsMutated.inc({ mode: result.log.mode });
+      if (result.log.lookup && result.log.lookup !== 'cache') o.metrics.cacheMisses.inc({ outcome: result.log.lookup });
+      if (result.outcome !== 'ignored') {
+        o.logger.info({ ...result.log, outcome: result.outcome, durationMs: Math.round(seconds * 1e6) / 1000 }, 'admission');
+      }
+      return reply.type('application/json').send(JSON.stringify(result.review));
+    } catch (err) {
+      if (err instanceof BadReviewError) {
+        const e = Object.assign(new Error(err.message), { statusCode: 400, code: 'BAD_REVIEW' });
+        throw e;
+      }
+      throw err;
+    }
+  });
+};
+
+const healthRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) => {
+  app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok\n'));
+  app.get('/readyz', async (_req, reply) => {
+    const r = o.readiness();
+    if (r.ready) return reply.type('text/plain').send('ok\n');
+    return reply.code(503).type('text/plain').send(`not ready: ${r.reasons.join('; ')}\n`);
+  });
+};
+
+export async function buildWebhookApp(o: WebhookAppOptions) {
+  const app = Fastify({
+    https: o.https,
+    loggerInstance: o.logger,
+    disableRequestLogging: true,
+    bodyLimit: o.bodyLimit,
+    // Keep-alive connections from the API server are closed when idle at shutdown.
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+  });
+  // Only JSON is an AdmissionReview: text/plain and everything else get 415.
+  app.removeContentTypeParser('text/plain');
+  await app.register(admissionRoutes, o);
+  await app.register(healthRoutes, o);
+  return app;
+}
+
+export type WebhookApp = Awaited<ReturnType<typeof buildWebhookApp>>;

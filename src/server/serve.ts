@@ -1,0 +1,181 @@
+// Starts and stops everything `serve` runs: identity caches, the HTTPS app
+// (with certificate reload), the metrics app, and graceful shutdown.
+import { readFileSync } from 'node:fs';
+import type { SecureContextOptions } from 'node:tls';
+import Fastify from 'fastify';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { MutationOptions } from '../config.js';
+import { type FileWatch, watchFiles } from '../files/watch.js';
+import { servingMaterial } from '../tls/serving.js';
+import { buildWebhookApp, type WebhookApp } from './app.js';
+import { type IdentityRuntime, startIdentityRuntime } from './identities.js';
+import { createMetrics, type WebhookMetrics } from './metrics.js';
+
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+  clientCaFile?: string | undefined;
+  minVersion?: SecureContextOptions['minVersion'];
+  ciphers?: string | undefined;
+}
+
+export interface WebhookServerOptions {
+  port: number;
+  metricsPort: number;
+  host: string;
+  tls: TlsFiles;
+  mutation: MutationOptions;
+  namespace: string;
+  watchConfigMap: boolean;
+  containerCredentialsFile?: string | undefined;
+  lookupGracePeriodMs: number;
+  debuggingHandlers: boolean;
+  bodyLimit: number;
+  shutdownTimeoutMs: number;
+  shutdownDelayMs: number;
+  logger: Logger;
+  kubeConfig?: KubeConfig;
+  /** Tests may bring their own identities instead of a live cluster. */
+  identityRuntime?: IdentityRuntime;
+  /** How often files are polled besides fs.watch. */
+  filePollMs?: number;
+}
+
+export interface WebhookServer {
+  app: WebhookApp;
+  metricsApp: ReturnType<typeof Fastify>;
+  metrics: WebhookMetrics;
+  port: number;
+  metricsPort: number;
+  /** Re-reads the certificate files now (they are also watched). */
+  reloadCertificate(): void;
+  shutdown(): Promise<void>;
+}
+
+function readTls(tls: TlsFiles): string[] {
+  const files = [tls.certFile, tls.keyFile, ...(tls.clientCaFile ? [tls.clientCaFile] : [])];
+  return files.map((f) => readFileSync(f, 'utf8'));
+}
+
+export async function startWebhookServer(o: WebhookServerOptions): Promise<WebhookServer> {
+  const { logger } = o;
+  const metrics = createMetrics();
+  let certificateLoaded = false;
+  let shuttingDown = false;
+
+  const baseTls: SecureContextOptions = { minVersion: o.tls.minVersion ?? 'TLSv1.2' };
+  if (o.tls.ciphers) baseTls.ciphers = o.tls.ciphers;
+  const loadMaterial = (contents: string[]): SecureContextOptions | undefined => {
+    try {
+      const m = servingMaterial(contents[0] ?? '', contents[1] ?? '', contents[2]);
+      metrics.certificateExpiry.set(m.notAfter.getTime() / 1000);
+      metrics.configReloads.inc({ source: 'certificate', result: 'success' });
+      logger.info({ subject: m.subject, notAfter: m.notAfter.toISOString() }, 'serving certificate loaded');
+      certificateLoaded = true;
+      return { ...baseTls, ...m.context };
+    } catch (err) {
+      metrics.configReloads.inc({ source: 'certificate', result: 'error' });
+      logger.error({ err: (err as Error).message }, 'serving certificate not loaded; keeping the previous one');
+      return undefined;
+    }
+  };
+  let initialTls: string[] | undefined;
+  let initialContext: SecureContextOptions | undefined;
+  try {
+    initialTls = readTls(o.tls);
+    initialContext = loadMaterial(initialTls);
+  } catch (err) {
+    logger.error({ err: (err as Error).message }, 'cannot read the serving certificate; not ready until it appears');
+  }
+
+  const identities = o.identityRuntime ?? startIdentityRuntime({
+    kubeConfig: o.kubeConfig,
+    mutation: o.mutation,
+    namespace: o.namespace,
+    watchConfigMap: o.watchConfigMap,
+    containerCredentialsFile: o.containerCredentialsFile,
+    lookupGracePeriodMs: o.lookupGracePeriodMs,
+    logger,
+    metrics,
+    filePollMs: o.filePollMs,
+  });
+
+  const app = await buildWebhookApp({
+    https: {
+      ...baseTls,
+      ...initialContext,
+      ...(o.tls.clientCaFile ? { requestCert: true, rejectUnauthorized: true } : {}),
+    },
+    mutation: o.mutation,
+    identities: identities.provider,
+    metrics,
+    logger,
+    bodyLimit: o.bodyLimit,
+    readiness: () => {
+      const reasons = [...identities.notReady()];
+      if (!certificateLoaded) reasons.push('no serving certificate loaded');
+      if (shuttingDown) reasons.push('shutting down');
+      return { ready: reasons.length === 0, reasons };
+    },
+  });
+
+  const tlsWatch: FileWatch = watchFiles(
+    [o.tls.certFile, o.tls.keyFile, ...(o.tls.clientCaFile ? [o.tls.clientCaFile] : [])],
+    initialTls,
+    (contents) => {
+      const context = loadMaterial(contents);
+      // setSecureContext applies to new handshakes only: requests in flight keep theirs.
+      if (context) app.server.setSecureContext(context);
+    },
+    (err) => logger.error({ err: err.message }, 'cannot read the serving certificate'),
+    o.filePollMs === undefined ? {} : { pollMs: o.filePollMs },
+  );
+
+  const metricsApp = Fastify({ loggerInstance: logger, disableRequestLogging: true, forceCloseConnections: true });
+  metricsApp.get('/metrics', async (_req, reply) => {
+    metrics.cacheSize.set(identities.cacheSize());
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  if (o.debuggingHandlers) {
+    metricsApp.get('/debug/alpha/cache', async () => identities.debugSnapshot());
+  }
+
+  await app.listen({ port: o.port, host: o.host });
+  await metricsApp.listen({ port: o.metricsPort, host: o.host });
+  const port = (app.server.address() as { port: number }).port;
+  const metricsPort = (metricsApp.server.address() as { port: number }).port;
+  logger.info({ port, metricsPort }, 'webhook listening');
+
+  let closing: Promise<void> | undefined;
+  const shutdown = (): Promise<void> => {
+    closing ??= (async () => {
+      shuttingDown = true;
+      if (o.shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, o.shutdownDelayMs));
+      const deadline = new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          logger.warn({ timeoutMs: o.shutdownTimeoutMs }, 'in-flight requests did not finish in time; closing');
+          app.server.closeAllConnections();
+          resolve();
+        }, o.shutdownTimeoutMs);
+        t.unref();
+      });
+      await Promise.race([app.close(), deadline]);
+      tlsWatch.close();
+      await metricsApp.close();
+      await identities.stop();
+      logger.info('stopped');
+    })();
+    return closing;
+  };
+
+  return {
+    app,
+    metricsApp,
+    metrics,
+    port,
+    metricsPort,
+    reloadCertificate: () => tlsWatch.check(),
+    shutdown,
+  };
+}

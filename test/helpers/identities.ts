@@ -1,0 +1,41 @@
+// An identity runtime with fixed contents, for server tests without a cluster.
+import type { ConfigMapIdentities } from '../../src/identity/config-map.js';
+import { parseServiceAccountAnnotations, type ServiceAccountSettings } from '../../src/identity/service-account.js';
+import type { ServiceAccountLookup } from '../../src/server/admission.js';
+import type { IdentityRuntime } from '../../src/server/identities.js';
+
+export interface StaticIdentities extends IdentityRuntime {
+  set(namespace: string, name: string, annotations: Record<string, string>): void;
+  containerCredentials: Set<string>;
+  configMap: ConfigMapIdentities | undefined;
+  ready: boolean;
+  /** When set, a missing ServiceAccount is answered after this delay (a cache miss). */
+  missDelayMs?: number;
+}
+
+export function staticIdentities(prefix = 'eks.amazonaws.com'): StaticIdentities {
+  const cache = new Map<string, ServiceAccountSettings>();
+  const self: StaticIdentities = {
+    containerCredentials: new Set(),
+    configMap: undefined,
+    ready: true,
+    set(namespace, name, annotations) {
+      cache.set(`${namespace}/${name}`, parseServiceAccountAnnotations(annotations, prefix));
+    },
+    provider: {
+      serviceAccount(namespace, name): ServiceAccountLookup | Promise<ServiceAccountLookup> {
+        const settings = cache.get(`${namespace}/${name}`);
+        if (settings) return { settings, outcome: 'cache' };
+        if (self.missDelayMs === undefined) return { settings: undefined, outcome: 'not-found' };
+        return new Promise((resolve) => setTimeout(() => resolve({ settings: undefined, outcome: 'timeout' }), self.missDelayMs));
+      },
+      configMap: () => self.configMap,
+      containerCredentials: () => self.containerCredentials,
+    },
+    notReady: () => (self.ready ? [] : ['ServiceAccount cache not synced']),
+    cacheSize: () => cache.size,
+    debugSnapshot: () => Object.fromEntries(cache),
+    stop: async () => undefined,
+  };
+  return self;
+}
