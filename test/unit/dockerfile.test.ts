@@ -1,0 +1,246 @@
+// Static checks of the Dockerfile and .dockerignore (no Docker engine needed):
+// a multi-stage build on a supported Node LTS, production-only dependencies in
+// the runtime stage, a numeric non-root USER that matches the manifests, and
+// an ENTRYPOINT (+ CMD) that is exactly SERVE_COMMAND.
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { parse as parseYaml } from 'yaml';
+import { SERVE_COMMAND } from '../helpers/serve-command.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const SUPPORTED_NODE_MAJORS = ['22', '24'];
+
+interface Instruction {
+  keyword: string;
+  args: string;
+  line: number;
+}
+
+interface Stage {
+  image: string;
+  name?: string;
+  instructions: Instruction[];
+}
+
+/** Dockerfile instructions: comments and blank lines dropped, `\` continuations joined. */
+function parseInstructions(text: string): Instruction[] {
+  const out: Instruction[] = [];
+  let buffer = '';
+  let start = 0;
+  const lines = text.split(/\r?\n/);
+  lines.forEach((raw, i) => {
+    const trimmed = raw.trim();
+    // Comment lines are removed even inside a continued instruction, as Docker does.
+    if (trimmed.startsWith('#')) return;
+    if (buffer === '' && trimmed === '') return;
+    if (buffer === '') start = i + 1;
+    if (trimmed.endsWith('\\')) {
+      buffer += `${trimmed.slice(0, -1)} `;
+      return;
+    }
+    buffer += trimmed;
+    const m = /^(\S+)\s*(.*)$/s.exec(buffer);
+    if (m) out.push({ keyword: (m[1] as string).toUpperCase(), args: (m[2] as string).trim(), line: start });
+    buffer = '';
+  });
+  if (buffer.trim() !== '') throw new Error('Dockerfile ends inside a continued line');
+  return out;
+}
+
+/** Replaces ${NAME} / $NAME with the default of a global ARG (those before the first FROM). */
+function expand(value: string, args: Map<string, string>): string {
+  return value.replace(/\$\{(\w+)\}|\$(\w+)/g, (whole, a: string | undefined, b: string | undefined) => args.get(a ?? b ?? '') ?? whole);
+}
+
+function parseStages(instructions: Instruction[]): Stage[] {
+  const globalArgs = new Map<string, string>();
+  const stages: Stage[] = [];
+  for (const ins of instructions) {
+    if (ins.keyword === 'FROM') {
+      const words = ins.args.split(/\s+/).filter((w) => !w.startsWith('--'));
+      const image = expand(words[0] ?? '', globalArgs);
+      const asIndex = words.findIndex((w) => w.toUpperCase() === 'AS');
+      const stage: Stage = { image, instructions: [] };
+      if (asIndex >= 0 && words[asIndex + 1]) stage.name = words[asIndex + 1];
+      stages.push(stage);
+    } else if (stages.length === 0) {
+      if (ins.keyword === 'ARG') {
+        const [k, v] = ins.args.split('=', 2);
+        if (k && v !== undefined) globalArgs.set(k, v.replace(/^"(.*)"$/, '$1'));
+      }
+    } else {
+      (stages[stages.length - 1] as Stage).instructions.push(ins);
+    }
+  }
+  return stages;
+}
+
+/** An exec-form (JSON array) argument, or undefined for shell form. */
+function execForm(args: string): string[] | undefined {
+  if (!args.startsWith('[')) return undefined;
+  const value: unknown = JSON.parse(args);
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw new Error(`not a string array: ${args}`);
+  return value as string[];
+}
+
+/** ENV a=b c=d, or the legacy ENV a b. */
+function envOf(stage: Stage): Map<string, string> {
+  const env = new Map<string, string>();
+  for (const ins of stage.instructions.filter((i) => i.keyword === 'ENV')) {
+    if (/^\w+=/.test(ins.args)) {
+      for (const m of ins.args.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S*)/g)) env.set(m[1] as string, (m[2] as string).replace(/^"(.*)"$/, '$1'));
+    } else {
+      const [k, ...rest] = ins.args.split(/\s+/);
+      if (k) env.set(k, rest.join(' '));
+    }
+  }
+  return env;
+}
+
+function last(stage: Stage, keyword: string): Instruction | undefined {
+  return stage.instructions.filter((i) => i.keyword === keyword).at(-1);
+}
+
+/** Very small .dockerignore matcher: last matching pattern wins, `!` re-includes. */
+function dockerIgnored(patterns: string[], file: string): boolean {
+  const toRegex = (p: string): RegExp => {
+    const body = p
+      .replace(/^\/+|\/+$/g, '')
+      .split('')
+      .map((c, i, all) => {
+        if (c === '*') return all[i + 1] === '*' ? '' : all[i - 1] === '*' ? '.*' : '[^/]*';
+        if (c === '?') return '[^/]';
+        return c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+      })
+      .join('');
+    // A pattern matching a directory also matches everything below it.
+    return new RegExp(`^${body}(/.*)?$`);
+  };
+  let ignored = false;
+  for (const raw of patterns) {
+    const negated = raw.startsWith('!');
+    const p = negated ? raw.slice(1) : raw;
+    if (toRegex(p).test(file)) ignored = !negated;
+  }
+  return ignored;
+}
+
+const dockerfileText = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+const stages = parseStages(parseInstructions(dockerfileText));
+const runtime = stages.at(-1) as Stage;
+
+t.test('the parser handles continuations, comments and global ARGs', async (t) => {
+  const ins = parseInstructions('ARG V=22\n# c\nFROM node:${V}-slim AS b\nRUN a \\\n  # inner comment\n  && b\n\nENV A=1 B="x y"\n');
+  t.same(
+    ins.map((i) => [i.keyword, i.args]),
+    [
+      ['ARG', 'V=22'],
+      ['FROM', 'node:${V}-slim AS b'],
+      ['RUN', 'a  && b'],
+      ['ENV', 'A=1 B="x y"'],
+    ],
+  );
+  const st = parseStages(ins);
+  t.equal(st[0]?.image, 'node:22-slim');
+  t.equal(st[0]?.name, 'b');
+  t.same([...envOf(st[0] as Stage)], [['A', '1'], ['B', 'x y']]);
+  t.equal(dockerIgnored(['*', '!src'], 'src/cli.ts'), false);
+  t.equal(dockerIgnored(['*', '!src'], 'certs/tls.key'), true);
+  t.equal(dockerIgnored(['**/*.log'], 'a/b/c.log'), true);
+});
+
+t.test('multi-stage build', async (t) => {
+  t.ok(stages.length >= 2, `at least two stages (found ${stages.length})`);
+  const build = stages[0] as Stage;
+  t.ok(build.name, 'the build stage is named so the runtime can COPY --from it');
+  const runs = build.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args);
+  t.ok(runs.some((r) => /\bnpm ci\b/.test(r)), 'build stage runs npm ci');
+  t.ok(runs.some((r) => /\bnpm run build\b/.test(r)), 'build stage runs npm run build');
+  t.notOk(runs.some((r) => /--omit=dev/.test(r)), 'build stage needs the dev dependencies (TypeScript)');
+  // Whatever the build stage copies from the context must exist.
+  for (const copy of build.instructions.filter((i) => i.keyword === 'COPY' && !i.args.includes('--from'))) {
+    const sources = copy.args.split(/\s+/).filter((w) => !w.startsWith('--')).slice(0, -1);
+    for (const src of sources) t.ok(existsSync(path.join(ROOT, src)), `build context has ${src}`);
+  }
+});
+
+t.test('runtime stage: supported Node LTS, production dependencies only', async (t) => {
+  const major = /^node:(\d+)(?:[.-]|$)/.exec(runtime.image)?.[1];
+  t.ok(major && SUPPORTED_NODE_MAJORS.includes(major), `runtime image ${runtime.image} is Node ${SUPPORTED_NODE_MAJORS.join(' or ')}`);
+  const buildMajor = /^node:(\d+)/.exec((stages[0] as Stage).image)?.[1];
+  t.equal(buildMajor, major, 'build and runtime use the same Node major');
+  const npmCi = runtime.instructions.filter((i) => i.keyword === 'RUN' && /\bnpm ci\b/.test(i.args));
+  t.equal(npmCi.length, 1, 'runtime stage runs npm ci once');
+  t.match(npmCi[0]?.args, /--omit=dev/, 'without dev dependencies');
+  t.match(npmCi[0]?.args, /--ignore-scripts/, 'without the prepare (build) script');
+  t.notOk(runtime.instructions.some((i) => i.keyword === 'RUN' && /\bnpm (install|i)\b/.test(i.args)), 'no npm install');
+  t.equal(envOf(runtime).get('NODE_ENV'), 'production');
+  t.equal(last(runtime, 'WORKDIR')?.args, '/app');
+
+  const copies = runtime.instructions.filter((i) => i.keyword === 'COPY');
+  t.ok(copies.some((c) => !c.args.includes('--from') && /\bpackage\.json\b/.test(c.args)), 'copies package.json (read by the CLI for --version)');
+  const buildNames = stages.slice(0, -1).map((s) => s.name);
+  const distCopy = copies.find((c) => /--from=(\S+)/.test(c.args) && /\bdist\/?(\s|$)/.test(c.args));
+  t.ok(distCopy, 'copies dist/ from the build stage');
+  t.ok(buildNames.includes(/--from=(\S+)/.exec(distCopy?.args ?? '')?.[1]), 'the --from stage exists');
+  const dest = distCopy?.args.split(/\s+/).at(-1);
+  t.ok(dest === 'dist' || dest === './dist' || dest === 'dist/' || dest === './dist/' || dest === '/app/dist', `dist lands in /app/dist (dest ${dest})`);
+
+  const exposed = runtime.instructions.filter((i) => i.keyword === 'EXPOSE').flatMap((i) => i.args.split(/\s+/).map((p) => p.replace(/\/tcp$/, '')));
+  t.ok(exposed.includes('8443') && exposed.includes('9999'), `EXPOSE 8443 9999 (found ${exposed.join(' ')})`);
+});
+
+t.test('runs as a numeric non-root user matching the manifests', async (t) => {
+  const user = last(runtime, 'USER')?.args;
+  t.ok(user, 'runtime stage sets USER');
+  const m = /^(\d+)(?::(\d+))?$/.exec(user ?? '');
+  t.ok(m, `USER ${user} is numeric (runAsNonRoot can only verify a numeric user)`);
+  const uid = Number(m?.[1]);
+  t.not(uid, 0, 'not root');
+  if (m?.[2] !== undefined) t.not(Number(m[2]), 0, 'group is not root');
+
+  const deployment = parseYaml(readFileSync(path.join(ROOT, 'manifests/base/deployment.yaml'), 'utf8')) as {
+    spec: { template: { spec: { securityContext?: { runAsUser?: number; runAsGroup?: number }; containers: { securityContext?: { runAsUser?: number; runAsGroup?: number } }[] } } };
+  };
+  const pod = deployment.spec.template.spec;
+  const runAsUser = pod.containers[0]?.securityContext?.runAsUser ?? pod.securityContext?.runAsUser;
+  const runAsGroup = pod.containers[0]?.securityContext?.runAsGroup ?? pod.securityContext?.runAsGroup;
+  t.equal(runAsUser, uid, 'runAsUser in manifests/base/deployment.yaml equals the image USER');
+  if (m?.[2] !== undefined) t.equal(runAsGroup, Number(m[2]), 'runAsGroup equals the image USER group');
+});
+
+t.test('ENTRYPOINT (+ CMD) is exactly SERVE_COMMAND', async (t) => {
+  const entrypoint = last(runtime, 'ENTRYPOINT');
+  t.ok(entrypoint, 'runtime stage sets ENTRYPOINT');
+  const ep = execForm(entrypoint?.args ?? '');
+  t.ok(ep, 'ENTRYPOINT uses the exec form (node is PID 1 and gets SIGTERM)');
+  const cmdIns = last(runtime, 'CMD');
+  // Setting ENTRYPOINT clears the CMD inherited from the base image (node's
+  // CMD ["node"]), so only a CMD of this stage counts.
+  const cmd = cmdIns ? execForm(cmdIns.args) : [];
+  t.ok(cmd, 'CMD, if any, uses the exec form');
+  t.same([...(ep ?? []), ...(cmd ?? [])], [...SERVE_COMMAND]);
+
+  // The command must point at what the build produces.
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { bin?: Record<string, string> };
+  t.equal(pkg.bin?.['pod-identity-webhook'], SERVE_COMMAND[1], 'package bin is the same script');
+  t.ok(existsSync(path.join(ROOT, 'src', 'cli.ts')), 'src/cli.ts compiles to dist/cli.js');
+});
+
+t.test('.dockerignore keeps secrets and local builds out of the context', async (t) => {
+  const patterns = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8')
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  for (const f of ['certs/tls.key', 'certs/ca.crt', 'node_modules/yaml/package.json', 'dist/cli.js', '.git/config', '.tap/x']) {
+    t.ok(dockerIgnored(patterns, f), `${f} is not sent to the builder`);
+  }
+  for (const stage of stages) {
+    for (const copy of stage.instructions.filter((i) => i.keyword === 'COPY' && !i.args.includes('--from'))) {
+      const sources = copy.args.split(/\s+/).filter((w) => !w.startsWith('--')).slice(0, -1);
+      for (const src of sources) t.notOk(dockerIgnored(patterns, src.replace(/^\.\//, '')), `${src} (COPY) is in the context`);
+    }
+  }
+});
