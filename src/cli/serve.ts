@@ -76,7 +76,9 @@ export function serveOptionsFromFlags(f: ServeFlags, warn: (m: string) => void):
 }
 
 async function runServe(f: ServeFlags): Promise<void> {
-  const logger = pino({ level: f.logLevel, base: { service: 'pod-identity-webhook' } });
+  // Buffered: a write per admission would cost a syscall on the hot path. Flushed before exit.
+  const destination = pino.destination({ sync: false });
+  const logger = pino({ level: f.logLevel, base: { service: 'pod-identity-webhook' } }, destination);
   const options = serveOptionsFromFlags(f, (m) => logger.warn(m));
   let kubeConfig;
   try {
@@ -94,7 +96,10 @@ async function runServe(f: ServeFlags): Promise<void> {
   const server = await startWebhookServer({ ...options, logger, kubeConfig });
   const stop = (signal: string): void => {
     logger.info({ signal }, 'shutting down');
-    void server.shutdown().then(() => process.exit(0));
+    void server.shutdown().then(() => {
+      destination.flushSync();
+      process.exit(0);
+    });
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

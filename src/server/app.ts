@@ -88,8 +88,8 @@ const healthRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) => {
 export async function buildWebhookApp(o: WebhookAppOptions) {
   const app = Fastify({
     https: o.https,
-    loggerInstance: o.logger,
-    disableRequestLogging: true,
+    // Admissions are logged by the route itself, one line each; fastify logs nothing.
+    logger: false,
     bodyLimit: o.bodyLimit,
     // Keep-alive connections from the API server are closed when idle at shutdown.
     forceCloseConnections: 'idle',

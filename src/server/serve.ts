@@ -132,7 +132,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     o.filePollMs === undefined ? {} : { pollMs: o.filePollMs },
   );
 
-  const metricsApp = Fastify({ loggerInstance: logger, disableRequestLogging: true, forceCloseConnections: true });
+  const metricsApp = Fastify({ logger: false, forceCloseConnections: true });
   metricsApp.get('/metrics', async (_req, reply) => {
     metrics.cacheSize.set(identities.cacheSize());
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());

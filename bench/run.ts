@@ -1,0 +1,164 @@
+// npm run bench: the real `serve` process (warm cache of 10,000 ServiceAccounts
+// from a fake API server) against a bare fastify HTTPS route, over keep-alive
+// HTTPS with a ~4 KiB AdmissionReview; then a steady 1,000 requests/s run, and
+// memory and initial-list time with 100,000 ServiceAccounts.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { request } from 'node:https';
+import autocannon from 'autocannon';
+import { startFakeApiServer, type FakeApiServer } from '../test/helpers/fake-apiserver.js';
+import { createTestPki } from '../test/helpers/tls.js';
+import { realisticReview } from './review.js';
+
+const DURATION = Number(process.env['BENCH_SECONDS'] ?? 10);
+const CONNECTIONS = 16;
+const ROLE = 'arn:aws:iam::111122223333:role/checkout';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+function get(port: number, path: string, ca: string): Promise<number> {
+  return new Promise((resolve) => {
+    request({ host: '127.0.0.1', port, path, ca, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    }).on('error', () => resolve(0)).end();
+  });
+}
+
+async function waitReady(port: number, ca: string, path = '/readyz', timeoutMs = 300_000): Promise<number> {
+  const start = Date.now();
+  while (Date.now() - start < timeoutMs) {
+    if ((await get(port, path, ca)) === 200) return Date.now() - start;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`not ready after ${timeoutMs} ms`);
+}
+
+async function populate(fake: FakeApiServer, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const annotated = i % 10 === 0;
+    fake.serviceAccount(`ns-${i % 500}`, `sa-${i}`, annotated ? { 'eks.amazonaws.com/role-arn': `arn:aws:iam::111122223333:role/r${i}` } : {});
+  }
+  fake.serviceAccount('shop', 'checkout', { 'eks.amazonaws.com/role-arn': ROLE });
+}
+
+interface Serve {
+  child: ChildProcess;
+  port: number;
+  readyMs: number;
+}
+
+async function startServe(fake: FakeApiServer, cert: { certFile: string; keyFile: string }, ca: string): Promise<Serve> {
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const child = spawn(process.execPath, [
+    'dist/cli.js', 'serve', '--kubeconfig', fake.kubeconfigPath, '--tls-cert', cert.certFile, '--tls-key', cert.keyFile,
+    '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', '127.0.0.1', '--log-level', 'info',
+  ], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const readyMs = await waitReady(port, ca);
+  return { child, port, readyMs };
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  await new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
+function load(port: number, body: string, ca: string, overallRate?: number): Promise<autocannon.Result> {
+  return autocannon({
+    url: `https://127.0.0.1:${port}/mutate`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+    connections: overallRate ? 10 : CONNECTIONS,
+    duration: DURATION,
+    ...(overallRate ? { overallRate } : {}),
+    tlsOptions: { ca },
+  } as autocannon.Options);
+}
+
+function line(name: string, r: autocannon.Result, rss: number): string {
+  const bad = r.errors + r.timeouts + r.non2xx;
+  return `${name.padEnd(22)} ${r.requests.average.toFixed(0).padStart(7)} req/s   p50 ${r.latency.p50.toFixed(2)} ms   p99 ${r.latency.p99.toFixed(2)} ms   max ${r.latency.max.toFixed(2)} ms   RSS ${rss.toFixed(0)} MiB   failed ${bad}`;
+}
+
+async function main(): Promise<void> {
+  const pki = createTestPki();
+  const serving = pki.issue('bench');
+  const body = realisticReview('shop', 'checkout');
+  console.log(`AdmissionReview: ${body.length} bytes; ${DURATION} s per run, ${CONNECTIONS} keep-alive connections`);
+
+  // 1. /mutate with a warm cache of 10,000 ServiceAccounts.
+  const fake = await startFakeApiServer();
+  await populate(fake, 10_000);
+  const serve = await startServe(fake, serving, pki.caCert);
+  const sample = await new Promise<string>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: serve.port, path: '/mutate', method: 'POST', ca: pki.caCert, headers: { 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.on('data', (c) => (text += c));
+      res.on('end', () => resolve(text));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+  if (!sample.includes('"patchType":"JSONPatch"')) throw new Error(`the bench pod was not mutated: ${sample}`);
+  await load(serve.port, body, pki.caCert); // warm-up (JIT, TLS session setup)
+  const mutate = await load(serve.port, body, pki.caCert);
+  const mutateRss = rssMiB(serve.child.pid!);
+  const steady = await load(serve.port, body, pki.caCert, 1000);
+  await stop(serve.child);
+  await fake.close();
+
+  // 2. The bare route, same request and response sizes.
+  const barePort = await freePort();
+  const bare = spawn(process.execPath, ['dist-bench/bench/bare-server.js', serving.certFile, serving.keyFile, String(barePort), String(sample.length)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve) => bare.stdout!.once('data', resolve));
+  await load(barePort, body, pki.caCert);
+  const bareResult = await load(barePort, body, pki.caCert);
+  const bareRss = rssMiB(bare.pid!);
+  await stop(bare);
+
+  console.log('');
+  console.log(line('/mutate (serve)', mutate, mutateRss));
+  console.log(line('bare fastify route', bareResult, bareRss));
+  console.log(`throughput ratio /mutate : bare = ${(mutate.requests.average / bareResult.requests.average).toFixed(2)} (target >= 0.80)`);
+  console.log(line('/mutate @ 1,000 req/s', steady, mutateRss));
+  console.log(`p99 at a steady 1,000 req/s = ${steady.latency.p99.toFixed(2)} ms (target < 5 ms); sent ${steady.requests.total} in ${DURATION} s`);
+
+  // 3. Memory and initial list: 0 against 100,000 ServiceAccounts.
+  const sizes: Record<number, { rss: number; readyMs: number }> = {};
+  for (const count of [0, 100_000]) {
+    const api = await startFakeApiServer();
+    if (count > 0) await populate(api, count);
+    const s = await startServe(api, serving, pki.caCert);
+    await new Promise((r) => setTimeout(r, 2000));
+    sizes[count] = { rss: rssMiB(s.child.pid!), readyMs: s.readyMs };
+    await stop(s.child);
+    await api.close();
+  }
+  const empty = sizes[0]!;
+  const full = sizes[100_000]!;
+  console.log('');
+  console.log(`RSS with an empty cache: ${empty.rss.toFixed(0)} MiB; with 100,000 ServiceAccounts: ${full.rss.toFixed(0)} MiB; difference ${(full.rss - empty.rss).toFixed(0)} MiB (target < 100 MB)`);
+  console.log(`time to ready: empty ${empty.readyMs} ms; 100,000 ServiceAccounts (paged list of 500) ${full.readyMs} ms`);
+}
+
+await main();

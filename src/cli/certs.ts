@@ -1,0 +1,216 @@
+// `certs`: creates (or keeps, or renews) the webhook's CA and serving
+// certificate, and optionally puts the CA into the webhook configuration.
+import { isIP } from 'node:net';
+import { mkdirSync } from 'node:fs';
+import { AdmissionregistrationV1Api, ApiException, type KubeConfig } from '@kubernetes/client-node';
+import { Command, InvalidArgumentError } from 'commander';
+import { CERT_DEFAULTS } from '../config.js';
+import { KubeConfigError, loadKubeConfig } from '../kube/client.js';
+import {
+  canonicalIp,
+  type CertificateResult,
+  ensureCertificates,
+  KEY_TYPES,
+  type KeyType,
+  serviceDnsNames,
+} from '../tls/certificates.js';
+import { durationFlag, UsageError } from './flags.js';
+import type { CommandIO } from './mutate.js';
+
+export interface CertsFlags {
+  service: string;
+  namespace: string;
+  outDir: string;
+  keyType: string;
+  days: string;
+  renewBefore: string;
+  dns?: string[];
+  ip?: string[];
+  patchWebhook?: string;
+  kubeconfig?: string;
+  kubeApi?: string;
+}
+
+const DAY_MS = 86_400_000;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** Repeatable flag; a comma-separated value counts as several, as with Go's string slices. */
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, ...value.split(',').map((v) => v.trim()).filter((v) => v !== '')];
+}
+
+function checkLabel(flag: string, value: string): void {
+  if (value.length > 63 || !DNS_LABEL.test(value)) {
+    throw new UsageError(`${flag} "${value}" is not a valid name (lower-case letters, digits and "-", at most 63)`);
+  }
+}
+
+function checkDnsName(value: string): string {
+  const name = value.toLowerCase();
+  const labels = name.split('.');
+  const ok = name.length <= 253 && labels.every((l, i) => (i === 0 && l === '*' && labels.length > 1) || (l.length <= 63 && DNS_LABEL.test(l)));
+  if (!ok) throw new UsageError(`--dns "${value}" is not a valid DNS name`);
+  return name;
+}
+
+function checkIp(value: string): string {
+  if (isIP(value) === 0) throw new UsageError(`--ip "${value}" is not an IPv4 or IPv6 address`);
+  return canonicalIp(value);
+}
+
+function parseDays(text: string): number {
+  const days = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(days) || days <= 0) throw new UsageError(`--days "${text}" must be a positive whole number of days`);
+  return days;
+}
+
+/** `30d` (days) or a Go duration such as `720h`; returns milliseconds. */
+export function parseRenewBefore(text: string): number {
+  const days = /^(\d+)d$/.exec(text);
+  if (days) return Number(days[1]) * DAY_MS;
+  // A bare number would be seconds to durationFlag; Go insists on a unit too.
+  if (/^\d+(\.\d+)?$/.test(text) && Number(text) !== 0) {
+    throw new UsageError(`--renew-before "${text}" needs a unit, such as 30d or 720h`);
+  }
+  try {
+    return durationFlag(text);
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw new UsageError(`--renew-before "${text}": expected days such as 30d or a duration such as 720h`);
+    throw err;
+  }
+}
+
+function kubeConfigFrom(flags: CertsFlags): KubeConfig {
+  try {
+    return loadKubeConfig({ kubeconfig: flags.kubeconfig, kubeApi: flags.kubeApi });
+  } catch (err) {
+    if (err instanceof KubeConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+/** The Kubernetes Status message of a failed call, or the error's own message. */
+export function apiErrorMessage(err: unknown): string {
+  if (err instanceof ApiException) {
+    const body: unknown = typeof err.body === 'string' ? safeJson(err.body) : err.body;
+    const message = (body as { message?: unknown } | undefined)?.message;
+    return `HTTP ${err.code}${typeof message === 'string' ? `: ${message}` : ''}`;
+  }
+  return (err as Error).message;
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Sets every webhook's clientConfig.caBundle of a MutatingWebhookConfiguration.
+ * A JSON patch touches only those fields (a read-modify-replace through typed
+ * models would drop fields this client does not know); the resourceVersion
+ * test makes it fail rather than patch the wrong webhook if the list changed.
+ */
+export async function patchWebhookCaBundle(kc: KubeConfig, name: string, caPem: string): Promise<{ updated: number; total: number }> {
+  const api = kc.makeApiClient(AdmissionregistrationV1Api);
+  const bundle = Buffer.from(caPem).toString('base64');
+  for (let attempt = 1; ; attempt++) {
+    let config;
+    try {
+      config = await api.readMutatingWebhookConfiguration({ name });
+    } catch (err) {
+      if (err instanceof ApiException && err.code === 404) throw new Error(`MutatingWebhookConfiguration "${name}" not found`);
+      throw new Error(`cannot read MutatingWebhookConfiguration "${name}": ${apiErrorMessage(err)}`);
+    }
+    const webhooks = config.webhooks ?? [];
+    if (webhooks.length === 0) throw new Error(`MutatingWebhookConfiguration "${name}" has no webhooks`);
+    const stale = webhooks.flatMap((w, i) => (w.clientConfig?.caBundle === bundle ? [] : [i]));
+    if (stale.length === 0) return { updated: 0, total: webhooks.length };
+    const ops = [
+      { op: 'test', path: '/metadata/resourceVersion', value: config.metadata?.resourceVersion },
+      ...stale.map((i) => ({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: bundle })),
+    ];
+    try {
+      await api.patchMutatingWebhookConfiguration({ name, body: ops });
+      return { updated: stale.length, total: webhooks.length };
+    } catch (err) {
+      // A concurrent change fails the test operation (409/422): read again and retry.
+      const conflict = err instanceof ApiException && (err.code === 409 || err.code === 422);
+      if (!conflict || attempt >= 5) {
+        throw new Error(`cannot patch MutatingWebhookConfiguration "${name}": ${apiErrorMessage(err)}`);
+      }
+    }
+  }
+}
+
+export async function runCerts(flags: CertsFlags, io: CommandIO): Promise<CertificateResult> {
+  checkLabel('--service', flags.service);
+  checkLabel('--namespace', flags.namespace);
+  if (!KEY_TYPES.includes(flags.keyType as KeyType)) {
+    throw new UsageError(`--key-type "${flags.keyType}" is not supported; use ${KEY_TYPES.join(' or ')}`);
+  }
+  const days = parseDays(flags.days);
+  const renewBeforeMs = parseRenewBefore(flags.renewBefore);
+  if (renewBeforeMs >= days * DAY_MS) {
+    throw new UsageError(`--renew-before ${flags.renewBefore} must be shorter than --days ${days}, or every run would renew`);
+  }
+  if (!flags.outDir) throw new UsageError('--out-dir must not be empty');
+  const dnsNames = [...new Set([...serviceDnsNames(flags.service, flags.namespace), ...(flags.dns ?? []).map(checkDnsName)])];
+  const ipAddresses = [...new Set((flags.ip ?? []).map(checkIp))];
+  // Credentials first: a bad --kubeconfig should not leave new files behind.
+  const kc = flags.patchWebhook ? kubeConfigFrom(flags) : undefined;
+
+  mkdirSync(flags.outDir, { recursive: true });
+  const result = await ensureCertificates({
+    outDir: flags.outDir,
+    keyType: flags.keyType as KeyType,
+    dnsNames,
+    ipAddresses,
+    days,
+    renewBeforeMs,
+  });
+  for (const f of result.files) io.stdout(`${f.path}: ${f.action} (${f.detail})`);
+
+  if (kc && flags.patchWebhook) {
+    const { updated, total } = await patchWebhookCaBundle(kc, flags.patchWebhook, result.ca.cert);
+    const what = updated === 0 ? `caBundle already current in all ${total} webhook(s)` : `caBundle set in ${updated} of ${total} webhook(s)`;
+    io.stdout(`mutatingwebhookconfiguration/${flags.patchWebhook}: ${what}`);
+  } else if (result.caChanged) {
+    io.stderr(`note: the CA is new; put ${flags.outDir}/ca.crt (base64) into the webhook configuration's caBundle, or rerun with --patch-webhook NAME`);
+  }
+  return result;
+}
+
+/** Failures that are not usage errors are reported in one line with exit code 1. */
+export function reportFailure(err: unknown, io: CommandIO): void {
+  // Programming errors keep their stack trace (the CLI prints it).
+  if (err instanceof UsageError || err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError) throw err;
+  io.stderr(`error: ${(err as Error).message ?? String(err)}`);
+  process.exitCode = 1;
+}
+
+export function certsCommand(io: CommandIO): Command {
+  const d = CERT_DEFAULTS;
+  return new Command('certs')
+    .description('create or renew the webhook\'s CA and serving certificate (kept while still valid)')
+    .option('--service <name>', 'name of the webhook Service', d.service)
+    .option('--namespace <name>', 'namespace of the webhook Service', d.namespace)
+    .option('--out-dir <dir>', 'where ca.crt, ca.key, tls.crt and tls.key are written', d.outDir)
+    .option('--key-type <type>', 'key type: ec (P-256) or rsa (2048 bits)', 'ec')
+    .option('--days <days>', 'validity of a new serving certificate, in days', String(d.days))
+    .option('--renew-before <duration>', 'renew certificates expiring within this time (30d, 720h)', `${d.renewBeforeDays}d`)
+    .option('--dns <name>', 'extra DNS name for the serving certificate (repeatable)', collect)
+    .option('--ip <address>', 'IP address for the serving certificate (repeatable)', collect)
+    .option('--patch-webhook <name>', 'write the CA into the caBundle of every webhook of this MutatingWebhookConfiguration')
+    .option('--kubeconfig <file>', 'kubeconfig for --patch-webhook (default: in-cluster)')
+    .option('--kube-api <url>', 'API server URL, overriding the kubeconfig\'s')
+    .action(async (flags: CertsFlags) => {
+      try {
+        await runCerts(flags, io);
+      } catch (err) {
+        reportFailure(err, io);
+      }
+    });
+}
