@@ -1,0 +1,444 @@
+#!/usr/bin/env bash
+# Local Kubernetes control plane (etcd + kube-apiserver, no kubelet,
+# scheduler or controller-manager) for the end-to-end tests.
+#
+#   scripts/controlplane.sh up      build if needed, start, print KUBECONFIG=<path> (last stdout line)
+#   scripts/controlplane.sh down    stop both processes, remove the state directory
+#   scripts/controlplane.sh env     print KEY=VALUE lines describing the running control plane
+#   scripts/controlplane.sh status  exit 0 if running and ready, 1 otherwise
+#   scripts/controlplane.sh build   only build (or reuse) the binaries
+#
+# Binaries are built from test/controlplane/{etcd,kube-apiserver} (Go modules)
+# into $CACHE/bin, with GOCACHE/GOMODCACHE under $CACHE, where
+# CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/pod-identity-webhook. They are rebuilt
+# only when go.mod/go.sum/main.go, the Go version or the build flags change.
+#
+# Environment:
+#   PIW_CONTROLPLANE_DIR     state directory (default $CACHE/run)
+#   PIW_SA_ISSUER            --service-account-issuer (default https://kubernetes.default.svc)
+#   PIW_API_AUDIENCES        --api-audiences (default: the issuer)
+#   PIW_SA_SIGNING_KEY_FILE  --service-account-signing-key-file (default: generated RSA key)
+#   PIW_SA_KEY_FILE          --service-account-key-file, comma-separated list allowed
+#                            (default: PIW_SA_SIGNING_KEY_FILE if set, else the generated public key)
+#   PIW_APISERVER_EXTRA_ARGS extra kube-apiserver flags (word-split on whitespace)
+#   PIW_STARTUP_TIMEOUT      seconds to wait for etcd and for /readyz (default 120)
+#
+# Everything except the final KUBECONFIG= line (and the output of `env`)
+# goes to stderr, so callers can simply take the last line of stdout.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SRC=$ROOT/test/controlplane
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/pod-identity-webhook
+BIN=$CACHE/bin
+STATE=$(realpath -m "${PIW_CONTROLPLANE_DIR:-$CACHE/run}") # absolute: printed in KUBECONFIG=
+STARTUP_TIMEOUT=${PIW_STARTUP_TIMEOUT:-120}
+MARKER=.piw-controlplane # marks a directory this script may delete
+
+log() { printf 'controlplane: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- build ---
+
+# Bump when the build command below changes in a way that matters.
+BUILD_RECIPE=1
+
+build_one() { # name
+  local name=$1 dir=$SRC/$1 ldflags="-s -w" ver hash f
+  [[ -f $dir/go.mod && -f $dir/go.sum && -f $dir/main.go ]] || die "missing sources in $dir"
+  if [[ $name == kube-apiserver ]]; then
+    # Stamp the real release into /version (otherwise v0.0.0-master+$Format:%H$).
+    ver=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ { print $2; exit }' "$dir/go.mod")
+    [[ $ver =~ ^v([0-9]+)\.([0-9]+)\. ]] || die "cannot find the k8s.io/kubernetes version in $dir/go.mod"
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags+=" -X $pkg.gitVersion=$ver -X $pkg.gitMajor=${BASH_REMATCH[1]}"
+      ldflags+=" -X $pkg.gitMinor=${BASH_REMATCH[2]} -X $pkg.gitTreeState=clean"
+    done
+  fi
+  hash=$( { for f in go.mod go.sum main.go; do sha256sum <"$dir/$f"; done
+            go version; echo "$BUILD_RECIPE $ldflags"; } | sha256sum | cut -d' ' -f1)
+  if [[ -x $BIN/$name && -f $BIN/$name.sha256 && $(<"$BIN/$name.sha256") == "$hash" ]]; then
+    log "$name: up to date ($BIN/$name)"
+    return
+  fi
+  log "$name: building (the first build takes several minutes) ..."
+  local start=$SECONDS
+  ( cd "$dir" &&
+    env GOCACHE="$CACHE/gocache" GOMODCACHE="$CACHE/gomodcache" CGO_ENABLED=0 \
+        GOFLAGS="-mod=readonly -buildvcs=false -trimpath -modcacherw" \
+        go build -ldflags "$ldflags" -o "$BIN/$name.tmp" . ) >&2 ||
+    die "building $name failed"
+  mv -f "$BIN/$name.tmp" "$BIN/$name"
+  echo "$hash" >"$BIN/$name.sha256"
+  log "$name: built in $((SECONDS - start))s"
+}
+
+build() {
+  if ! command -v go >/dev/null; then
+    [[ -x $BIN/etcd && -x $BIN/kube-apiserver ]] || die "go is not installed and $BIN has no binaries"
+    log "warning: go is not installed, using the existing binaries in $BIN unchecked"
+    return
+  fi
+  mkdir -p "$BIN"
+  # Serialize concurrent builds (e.g. parallel test runs). fd 8 is closed
+  # again before any daemon is started, so no daemon inherits the lock.
+  exec 8>"$CACHE/build.lock"
+  flock 8
+  build_one etcd
+  build_one kube-apiserver
+  exec 8>&-
+}
+
+# ------------------------------------------------------------- helpers ---
+
+free_port() {
+  if command -v python3 >/dev/null; then
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+    return
+  fi
+  local p i
+  for i in $(seq 1 100); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (: <"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  die "no free port found"
+}
+
+# Running and not a zombie: the daemons are reparented to PID 1, which may
+# take a while to reap them, and `kill -0` succeeds on zombies.
+proc_running() { # pid
+  local st
+  kill -0 "$1" 2>/dev/null || return 1
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0 # no /proc: trust kill -0
+  st=${st##*) }
+  [[ ${st%% *} != Z ]]
+}
+
+pid_alive() { # pidfile binary-name
+  local pid
+  [[ -f $1 ]] || return 1
+  pid=$(<"$1")
+  [[ $pid =~ ^[0-9]+$ ]] && proc_running "$pid" || return 1
+  # Guard against pid reuse: the process must be our binary.
+  [[ $(readlink "/proc/$pid/exe" 2>/dev/null || true) == "$BIN/$2"* ]] ||
+    [[ ! -e /proc/$pid ]] # no /proc: trust kill -0
+}
+
+# `down` throws all state away, so there is no point in a graceful shutdown
+# (which takes kube-apiserver and etcd 2-3 s each): SIGKILL and wait.
+stop_proc() { # pidfile binary-name
+  local pidfile=$1 pid i
+  if pid_alive "$pidfile" "$2"; then
+    pid=$(<"$pidfile")
+    kill -KILL "$pid" 2>/dev/null || true
+    for i in $(seq 1 50); do proc_running "$pid" || break; sleep 0.1; done
+    ! proc_running "$pid" || log "warning: $2 ($pid) is still running"
+  fi
+  rm -f "$pidfile"
+}
+
+tail_logs() {
+  local f
+  for f in "$STATE"/etcd.log "$STATE"/kube-apiserver.log; do
+    [[ -f $f ]] || continue
+    printf '\n===== last 40 lines of %s =====\n' "$f" >&2
+    tail -n 40 "$f" >&2
+  done
+}
+
+curl_api() { # path
+  curl -fsS --max-time 5 --cacert "$STATE/pki/ca.crt" \
+    --cert "$STATE/pki/admin.crt" --key "$STATE/pki/admin.key" \
+    "https://127.0.0.1:$(<"$STATE/apiserver.port")$1"
+}
+
+is_up() {
+  pid_alive "$STATE/etcd.pid" etcd && pid_alive "$STATE/kube-apiserver.pid" kube-apiserver &&
+    [[ -f $STATE/kubeconfig && -f $STATE/apiserver.port ]] &&
+    [[ $(curl_api /readyz 2>/dev/null) == ok ]]
+}
+
+start_daemon() { # name args... ; detached, own session, logs to $STATE/name.log
+  local name=$1; shift
+  # setsid: not killed with the caller's process group; fds 8/9 (locks)
+  # closed; stdin/stdout/stderr detached so callers reading our stdout
+  # through a pipe see EOF when this script exits.
+  # The log holds the last attempt only (port-clash detection greps it).
+  setsid "$BIN/$name" "$@" </dev/null >"$STATE/$name.log" 2>&1 8>&- 9>&- &
+  local pid=$! i
+  disown "$pid" # no "Killed" job notices from this shell
+  echo "$pid" >"$STATE/$name.pid"
+  # Until the forked shell has exec'd the binary, /proc/$pid/exe is bash and
+  # pid_alive would say "not ours": wait for the exec (or the exit).
+  for i in $(seq 1 100); do
+    pid_alive "$STATE/$name.pid" "$name" || ! proc_running "$pid" && return
+    sleep 0.05
+  done
+}
+
+# ----------------------------------------------------------------- pki ---
+
+gen_pki() {
+  local d=$STATE/pki
+  mkdir -p "$d"
+  (
+    cd "$d"
+    umask 077
+    ossl() { openssl "$@" 2>/dev/null || { openssl "$@"; exit 1; }; }
+    ec() { ossl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1"; }
+    ec ca.key
+    ossl req -x509 -new -key ca.key -sha256 -days 3650 -subj "/CN=piw-test-ca" \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" -out ca.crt
+    issue() { # name subject extensions
+      ec "$1.key"
+      ossl req -new -key "$1.key" -subj "$2" -out "$1.csr"
+      printf '%s\n' "$3" >"$1.ext"
+      ossl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial \
+        -sha256 -days 3650 -extfile "$1.ext" -out "$1.crt"
+      rm -f "$1.csr" "$1.ext"
+    }
+    issue apiserver "/CN=kube-apiserver" "basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    issue admin "/O=system:masters/CN=piw-admin" "basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth"
+    # Service-account token signing key (RS256, what AWS STS expects).
+    ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
+    ossl pkey -in sa.key -pubout -out sa.pub
+    chmod 644 ca.crt apiserver.crt admin.crt sa.pub
+  ) || die "generating certificates with openssl failed"
+}
+
+write_kubeconfig() { # port
+  local d=$STATE/pki b64
+  b64() { base64 <"$1" | tr -d '\n'; }
+  (
+    umask 077
+    cat >"$STATE/kubeconfig.tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: piw
+  cluster:
+    server: https://127.0.0.1:$1
+    certificate-authority-data: $(b64 "$d/ca.crt")
+users:
+- name: piw-admin
+  user:
+    client-certificate-data: $(b64 "$d/admin.crt")
+    client-key-data: $(b64 "$d/admin.key")
+contexts:
+- name: piw
+  context:
+    cluster: piw
+    user: piw-admin
+    namespace: default
+current-context: piw
+EOF
+  )
+  mv -f "$STATE/kubeconfig.tmp" "$STATE/kubeconfig"
+}
+
+# ------------------------------------------------------------- daemons ---
+
+start_etcd() { # -> 0 ready, 2 port clash (retry), 1 other failure
+  local cport pport deadline
+  cport=$(free_port); pport=$(free_port)
+  [[ $cport != "$pport" ]] || return 2
+  echo "$cport" >"$STATE/etcd.port"
+  log "starting etcd on 127.0.0.1:$cport"
+  start_daemon etcd \
+    --name=piw \
+    --data-dir="$STATE/etcd" \
+    --listen-client-urls="http://127.0.0.1:$cport" \
+    --advertise-client-urls="http://127.0.0.1:$cport" \
+    --listen-peer-urls="http://127.0.0.1:$pport" \
+    --initial-advertise-peer-urls="http://127.0.0.1:$pport" \
+    --initial-cluster="piw=http://127.0.0.1:$pport" \
+    --initial-cluster-state=new \
+    --unsafe-no-fsync \
+    --log-level=warn
+  deadline=$((SECONDS + STARTUP_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if ! pid_alive "$STATE/etcd.pid" etcd; then
+      rm -f "$STATE/etcd.pid"
+      grep -q 'address already in use' "$STATE/etcd.log" 2>/dev/null && return 2
+      return 1
+    fi
+    [[ $(curl -fsS --max-time 2 "http://127.0.0.1:$cport/health" 2>/dev/null) == *'"health":"true"'* ]] && return 0
+    sleep 0.2
+  done
+  log "etcd not healthy after ${STARTUP_TIMEOUT}s"
+  return 1
+}
+
+# Service-account settings; the caller's key files are resolved to absolute
+# paths and checked before anything is started.
+sa_settings() {
+  local k keys
+  ISSUER=${PIW_SA_ISSUER:-https://kubernetes.default.svc}
+  AUDIENCES=${PIW_API_AUDIENCES:-$ISSUER}
+  SA_SIGN=${PIW_SA_SIGNING_KEY_FILE:-$STATE/pki/sa.key}
+  SA_KEYS=()
+  IFS=, read -r -a keys <<<"${PIW_SA_KEY_FILE:-${PIW_SA_SIGNING_KEY_FILE:-$STATE/pki/sa.pub}}"
+  if [[ -n ${PIW_SA_SIGNING_KEY_FILE:-} ]]; then
+    [[ -f $SA_SIGN ]] || die "PIW_SA_SIGNING_KEY_FILE=$SA_SIGN does not exist"
+    SA_SIGN=$(realpath "$SA_SIGN")
+  fi
+  for k in "${keys[@]}"; do
+    if [[ -n ${PIW_SA_KEY_FILE:-}${PIW_SA_SIGNING_KEY_FILE:-} ]]; then
+      [[ -f $k ]] || die "service-account key file $k (PIW_SA_KEY_FILE) does not exist"
+      k=$(realpath "$k")
+    fi
+    SA_KEYS+=("$k")
+  done
+  # What a running control plane must have been started with to be reused
+  # by `up`: the settings above, the caller's key contents, extra flags.
+  FINGERPRINT=$(
+    printf '%s\n' "$ISSUER" "$AUDIENCES" "${PIW_APISERVER_EXTRA_ARGS:-}"
+    if [[ -n ${PIW_SA_KEY_FILE:-}${PIW_SA_SIGNING_KEY_FILE:-} ]]; then
+      sha256sum "$SA_SIGN" "${SA_KEYS[@]}"
+    fi
+  )
+}
+
+start_apiserver() { # -> 0 ready, 2 port clash (retry), 1 other failure
+  local port deadline k extra=()
+  local d=$STATE/pki
+  port=$(free_port)
+  echo "$port" >"$STATE/apiserver.port"
+  for k in "${SA_KEYS[@]}"; do extra+=("--service-account-key-file=$k"); done
+  # shellcheck disable=SC2206 # word splitting intended
+  [[ -n ${PIW_APISERVER_EXTRA_ARGS:-} ]] && extra+=(${PIW_APISERVER_EXTRA_ARGS})
+  log "starting kube-apiserver on https://127.0.0.1:$port (issuer $ISSUER)"
+  start_daemon kube-apiserver \
+    --etcd-servers="http://127.0.0.1:$(<"$STATE/etcd.port")" \
+    --bind-address=127.0.0.1 \
+    --advertise-address=127.0.0.1 \
+    --secure-port="$port" \
+    --tls-cert-file="$d/apiserver.crt" \
+    --tls-private-key-file="$d/apiserver.key" \
+    --client-ca-file="$d/ca.crt" \
+    --authorization-mode=Node,RBAC \
+    --service-account-issuer="$ISSUER" \
+    --service-account-signing-key-file="$SA_SIGN" \
+    --api-audiences="$AUDIENCES" \
+    --service-cluster-ip-range=10.96.0.0/16 \
+    --enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
+    --endpoint-reconciler-type=none \
+    --allow-privileged=true \
+    --profiling=false \
+    "${extra[@]}"
+  deadline=$((SECONDS + STARTUP_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if ! pid_alive "$STATE/kube-apiserver.pid" kube-apiserver; then
+      rm -f "$STATE/kube-apiserver.pid"
+      grep -q 'address already in use' "$STATE/kube-apiserver.log" 2>/dev/null && return 2
+      return 1
+    fi
+    [[ $(curl_api /readyz 2>/dev/null) == ok ]] && return 0
+    sleep 0.25
+  done
+  log "kube-apiserver not ready after ${STARTUP_TIMEOUT}s"
+  return 1
+}
+
+# ------------------------------------------------------------ commands ---
+
+lock_state() { # serialize up/down on the same state directory
+  mkdir -p "$(dirname "$STATE")"
+  exec 9>"$(dirname "$STATE")/.$(basename "$STATE").lock"
+  flock 9
+}
+
+stop_all() {
+  stop_proc "$STATE/kube-apiserver.pid" kube-apiserver
+  stop_proc "$STATE/etcd.pid" etcd
+}
+
+cmd_down() {
+  [[ -d $STATE ]] || { log "not running"; return 0; }
+  stop_all
+  if [[ -f $STATE/$MARKER ]]; then
+    rm -rf "$STATE"
+  else # not created by us: only remove what we would have created
+    rm -rf "$STATE"/{etcd,pki} "$STATE"/*.{log,pid,port} "$STATE"/{kubeconfig,env,config}
+  fi
+  log "stopped"
+}
+
+cmd_up() {
+  local start rc i
+  build
+  start=$SECONDS
+  lock_state
+  sa_settings
+  if is_up; then
+    if [[ -f $STATE/config && $(<"$STATE/config") == "$FINGERPRINT" ]]; then
+      log "already running"
+      echo "KUBECONFIG=$STATE/kubeconfig"
+      return
+    fi
+    log "running with other PIW_* settings, restarting"
+  fi
+  # Stale or half-running state: start from scratch.
+  cmd_down 2>/dev/null
+  # Only a directory created here is marked as ours to delete on `down`.
+  if [[ ! -d $STATE ]] || [[ -z $(ls -A "$STATE") ]]; then
+    mkdir -p "$STATE"
+    : >"$STATE/$MARKER"
+  fi
+  gen_pki
+  # On failure: show the logs, stop what was started, keep the logs.
+  trap 'rc=$?; if ((rc)); then tail_logs; stop_all; fi' EXIT
+  for i in 1 2 3 4 5; do
+    rc=0; start_etcd || rc=$?
+    ((rc == 2)) || break
+    log "etcd port clash, retrying"
+  done
+  ((rc == 0)) || die "etcd failed to start (log: $STATE/etcd.log)"
+  for i in 1 2 3 4 5; do
+    rc=0; start_apiserver || rc=$?
+    ((rc == 2)) || break
+    log "kube-apiserver port clash, retrying"
+  done
+  ((rc == 0)) || die "kube-apiserver failed to start (log: $STATE/kube-apiserver.log)"
+  write_kubeconfig "$(<"$STATE/apiserver.port")"
+  write_env
+  printf '%s\n' "$FINGERPRINT" >"$STATE/config"
+  trap - EXIT
+  log "ready in $((SECONDS - start))s ($STATE)"
+  echo "KUBECONFIG=$STATE/kubeconfig"
+}
+
+write_env() { # what `env` prints, fixed at `up` time
+  local IFS=,
+  printf '%s=%q\n' \
+    KUBECONFIG "$STATE/kubeconfig" \
+    PIW_CONTROLPLANE_DIR "$STATE" \
+    PIW_APISERVER_URL "https://127.0.0.1:$(<"$STATE/apiserver.port")" \
+    PIW_CA_FILE "$STATE/pki/ca.crt" \
+    PIW_ETCD_URL "http://127.0.0.1:$(<"$STATE/etcd.port")" \
+    PIW_SA_ISSUER "$ISSUER" \
+    PIW_API_AUDIENCES "$AUDIENCES" \
+    PIW_SA_SIGNING_KEY_FILE "$SA_SIGN" \
+    PIW_SA_KEY_FILE "${SA_KEYS[*]}" \
+    >"$STATE/env"
+}
+
+cmd_env() {
+  is_up && [[ -f $STATE/env ]] || die "control plane is not running (run: $0 up)"
+  cat "$STATE/env"
+}
+
+case ${1:-} in
+  up) cmd_up ;;
+  down) lock_state; cmd_down ;;
+  env) cmd_env ;;
+  status) is_up && log "running" || { log "not running"; exit 1; } ;;
+  build) build ;;
+  *) echo "usage: $0 up|down|env|status|build" >&2; exit 2 ;;
+esac
