@@ -23,14 +23,19 @@ export function loadKubeConfig(flags: KubeConnectionFlags): KubeConfig {
   } else if (process.env['KUBERNETES_SERVICE_HOST']) {
     kc.loadFromCluster();
   } else if (flags.kubeApi) {
-    kc.loadFromClusterAndUser({ name: 'kube-api', server: flags.kubeApi, skipTLSVerify: false }, { name: 'anonymous' });
+    // Plain http (e.g. `kubectl proxy`) has no TLS to verify; the client refuses it otherwise.
+    const plain = flags.kubeApi.startsWith('http://');
+    kc.loadFromClusterAndUser({ name: 'kube-api', server: flags.kubeApi, skipTLSVerify: plain }, { name: 'anonymous' });
   } else {
     throw new KubeConfigError('no API server: give --kubeconfig or --kube-api, or run inside a cluster');
   }
   if (flags.kubeApi) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new KubeConfigError('the kubeconfig has no current cluster');
-    kc.clusters = kc.clusters.map((c) => (c.name === cluster.name ? { ...c, server: flags.kubeApi as string } : c));
+    const server = flags.kubeApi;
+    kc.clusters = kc.clusters.map((c) =>
+      c.name === cluster.name ? { ...c, server, skipTLSVerify: c.skipTLSVerify || server.startsWith('http://') } : c,
+    );
   }
   return kc;
 }

@@ -1,0 +1,305 @@
+// Every ServiceAccount of the cluster, reduced to its parsed annotations and
+// kept current by a reflector. ServiceAccounts without annotations of ours
+// share NO_SETTINGS, so a cluster of 100,000 costs a map of keys and little
+// else. A pod can arrive before the watch has delivered its brand-new
+// ServiceAccount; lookup() then races the watch against a direct GET.
+import { setMaxListeners } from 'node:events';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { SERVER_DEFAULTS } from '../config.js';
+import { type BackoffOptions, type ReflectorEvents, type ReflectorHandlers, createReflector } from '../kube/reflector.js';
+import { getJson } from '../kube/reflector-request.js';
+import { type ServiceAccountSettings, parseServiceAccountAnnotations } from './service-account.js';
+
+/** The fields of a ServiceAccount read here; the rest of the JSON is dropped with the event. */
+export interface ServiceAccountObject {
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    resourceVersion?: string;
+    annotations?: Record<string, string> | null;
+  };
+}
+
+/** `fromWatch` is false for settings stored by set() (a direct GET). */
+type Listener = (settings: ServiceAccountSettings | undefined, fromWatch: boolean) => void;
+
+export interface ServiceAccountStore {
+  /** Feed for a reflector on /api/v1/serviceaccounts. */
+  handlers: ReflectorHandlers<ServiceAccountObject>;
+  get(namespace: string, name: string): ServiceAccountSettings | undefined;
+  /** Stores settings read outside the watch (a direct GET). */
+  set(namespace: string, name: string, settings: ServiceAccountSettings): void;
+  size(): number;
+  /** Calls `listener` on every upsert (settings) or removal (undefined) of the key until the returned function is called. */
+  listen(namespace: string, name: string, listener: Listener): () => void;
+  /** Resolves with the settings once the key is present, or undefined after timeoutMs. */
+  waitFor(namespace: string, name: string, timeoutMs: number): Promise<ServiceAccountSettings | undefined>;
+}
+
+const keyOf = (namespace: string, name: string): string => `${namespace}/${name}`;
+
+export function createServiceAccountStore(annotationPrefix: string): ServiceAccountStore {
+  const entries = new Map<string, ServiceAccountSettings>();
+  const listeners = new Map<string, Set<Listener>>();
+  /** Keys upserted since the running relist began; undefined outside a relist. */
+  let seen: Set<string> | undefined;
+
+  const notify = (key: string, settings: ServiceAccountSettings | undefined, fromWatch = true): void => {
+    const set = listeners.get(key);
+    if (set) for (const listener of [...set]) listener(settings, fromWatch);
+  };
+  const put = (key: string, settings: ServiceAccountSettings, fromWatch: boolean): void => {
+    entries.set(key, settings);
+    seen?.add(key);
+    notify(key, settings, fromWatch);
+  };
+  const objectKey = (sa: ServiceAccountObject): string | undefined => {
+    const { namespace, name } = sa.metadata ?? {};
+    return namespace && name ? keyOf(namespace, name) : undefined;
+  };
+
+  const store: ServiceAccountStore = {
+    handlers: {
+      listStart() {
+        seen = new Set();
+      },
+      upsert(sa) {
+        const key = objectKey(sa);
+        if (key) put(key, parseServiceAccountAnnotations(sa.metadata?.annotations, annotationPrefix), true);
+      },
+      remove(sa) {
+        const key = objectKey(sa);
+        if (key && entries.delete(key)) notify(key, undefined);
+      },
+      listEnd() {
+        const listed = seen;
+        seen = undefined;
+        if (!listed) return;
+        for (const key of entries.keys()) {
+          if (!listed.has(key)) {
+            entries.delete(key);
+            notify(key, undefined);
+          }
+        }
+      },
+    },
+    get: (namespace, name) => entries.get(keyOf(namespace, name)),
+    set: (namespace, name, settings) => put(keyOf(namespace, name), settings, false),
+    size: () => entries.size,
+    listen(namespace, name, listener) {
+      const key = keyOf(namespace, name);
+      let set = listeners.get(key);
+      if (!set) listeners.set(key, (set = new Set()));
+      set.add(listener);
+      return () => {
+        set.delete(listener);
+        if (set.size === 0 && listeners.get(key) === set) listeners.delete(key);
+      };
+    },
+    waitFor(namespace, name, timeoutMs) {
+      const present = store.get(namespace, name);
+      if (present) return Promise.resolve(present);
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => {
+          unlisten();
+          resolve(undefined);
+        }, timeoutMs);
+        const unlisten = store.listen(namespace, name, (settings) => {
+          if (!settings) return;
+          clearTimeout(timer);
+          unlisten();
+          resolve(settings);
+        });
+      });
+    },
+  };
+  return store;
+}
+
+export type LookupOutcome = 'cache' | 'watch' | 'api' | 'not-found' | 'timeout' | 'error';
+
+export interface LookupResult {
+  /** Undefined when the ServiceAccount was not found (in time). */
+  settings: ServiceAccountSettings | undefined;
+  outcome: LookupOutcome;
+}
+
+export interface ServiceAccountCacheOptions {
+  kc: KubeConfig;
+  annotationPrefix: string;
+  logger: Logger;
+  /** How long a cache miss may wait for the watch or the API. */
+  gracePeriodMs?: number | undefined;
+  /** Direct GETs running at once; the rest queue. */
+  lookupConcurrency?: number | undefined;
+  pageSize?: number | undefined;
+  watchTimeoutSeconds?: number | undefined;
+  silenceMs?: number | undefined;
+  backoff?: BackoffOptions | undefined;
+  events?: Partial<ReflectorEvents> | undefined;
+}
+
+export interface ServiceAccountCache {
+  start(): void;
+  /** Stops the reflector, aborts GETs and settles pending lookups (as 'error'). */
+  stop(): Promise<void>;
+  hasSynced(): boolean;
+  waitForSync(): Promise<void>;
+  /** The hot path: synchronous, no Promise. */
+  get(namespace: string, name: string): ServiceAccountSettings | undefined;
+  size(): number;
+  /** get(), or on a miss the first of the watch and a direct GET, within the grace period. */
+  lookup(namespace: string, name: string): Promise<LookupResult>;
+  waitFor(namespace: string, name: string, timeoutMs: number): Promise<ServiceAccountSettings | undefined>;
+}
+
+type FetchResult =
+  | { kind: 'found'; settings: ServiceAccountSettings }
+  | { kind: 'not-found' }
+  | { kind: 'error'; error: unknown };
+
+interface Fetch {
+  promise: Promise<FetchResult>;
+  /** Lookups still waiting on it; none left means a queued GET is not worth sending. */
+  waiting: number;
+}
+
+export function createServiceAccountCache(options: ServiceAccountCacheOptions): ServiceAccountCache {
+  const { kc, annotationPrefix } = options;
+  const log = options.logger.child({ component: 'service-account-cache' });
+  const gracePeriodMs = options.gracePeriodMs ?? SERVER_DEFAULTS.serviceAccountLookupGracePeriodMs;
+  const concurrency = Math.max(1, options.lookupConcurrency ?? SERVER_DEFAULTS.lookupConcurrency);
+  const store = createServiceAccountStore(annotationPrefix);
+  const reflector = createReflector<ServiceAccountObject>({
+    kc,
+    path: '/api/v1/serviceaccounts',
+    pageSize: options.pageSize,
+    watchTimeoutSeconds: options.watchTimeoutSeconds,
+    silenceMs: options.silenceMs,
+    backoff: options.backoff,
+    logger: options.logger,
+    handlers: store.handlers,
+    events: options.events,
+  });
+
+  const stopController = new AbortController();
+  // Every running GET listens on it; lookupConcurrency may exceed the default warning threshold.
+  setMaxListeners(0, stopController.signal);
+  const inflight = new Map<string, Fetch>();
+  const pending = new Set<(result: LookupResult) => void>();
+  let active = 0;
+  const queue: (() => void)[] = [];
+
+  const acquire = (): Promise<void> => {
+    if (active < concurrency) {
+      active++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => queue.push(resolve));
+  };
+  // Hands the slot straight to the next in line, so `active` never overshoots.
+  const release = (): void => {
+    const next = queue.shift();
+    if (next) next();
+    else active--;
+  };
+
+  async function get(namespace: string, name: string, fetch: Fetch): Promise<FetchResult> {
+    await acquire();
+    try {
+      if (stopController.signal.aborted) return { kind: 'error', error: new Error('stopped') };
+      // While queued, the watch may have delivered it, or every lookup may have given up.
+      const cached = store.get(namespace, name);
+      if (cached) return { kind: 'found', settings: cached };
+      if (fetch.waiting === 0) return { kind: 'error', error: new Error('abandoned') };
+
+      let touched = false;
+      const unlisten = store.listen(namespace, name, (_settings, fromWatch) => (touched ||= fromWatch));
+      try {
+        const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}`;
+        // Nobody waits longer than the grace period, so neither does the GET (it would hold a slot).
+        const { statusCode, body } = await getJson(kc, path, {}, stopController.signal, gracePeriodMs);
+        if (statusCode === 404) return { kind: 'not-found' };
+        const sa = body as ServiceAccountObject;
+        const settings = parseServiceAccountAnnotations(sa.metadata?.annotations, annotationPrefix);
+        // The watch is the authority: if it upserted or deleted the key meanwhile, our copy may be older.
+        if (!touched && !store.get(namespace, name)) store.set(namespace, name, settings);
+        return { kind: 'found', settings };
+      } finally {
+        unlisten();
+      }
+    } catch (error) {
+      return { kind: 'error', error };
+    } finally {
+      release();
+    }
+  }
+
+  /** One GET per key at a time: concurrent misses of the same key share it. */
+  function fetchOnce(namespace: string, name: string): Fetch {
+    const key = keyOf(namespace, name);
+    const existing = inflight.get(key);
+    if (existing) return existing;
+    const fetch: Fetch = { promise: undefined as unknown as Promise<FetchResult>, waiting: 0 };
+    fetch.promise = get(namespace, name, fetch).finally(() => inflight.delete(key));
+    inflight.set(key, fetch);
+    return fetch;
+  }
+
+  function lookup(namespace: string, name: string): Promise<LookupResult> {
+    const hit = store.get(namespace, name);
+    if (hit) return Promise.resolve({ settings: hit, outcome: 'cache' });
+    if (stopController.signal.aborted) return Promise.resolve({ settings: undefined, outcome: 'error' });
+    return new Promise<LookupResult>((resolve) => {
+      let apiFailed = false;
+      let done = false;
+      const fetch = fetchOnce(namespace, name);
+      fetch.waiting++;
+      const finish = (result: LookupResult): void => {
+        if (done) return;
+        done = true;
+        fetch.waiting--;
+        clearTimeout(timer);
+        unlisten();
+        pending.delete(finish);
+        resolve(result);
+      };
+      pending.add(finish);
+      const timer = setTimeout(() => finish({ settings: undefined, outcome: apiFailed ? 'error' : 'timeout' }), gracePeriodMs);
+      // Settings stored by a GET reach this lookup through fetch.promise, as 'api'.
+      const unlisten = store.listen(namespace, name, (settings, fromWatch) => {
+        if (settings && fromWatch) finish({ settings, outcome: 'watch' });
+      });
+      void fetch.promise.then((result) => {
+        if (result.kind === 'found') finish({ settings: result.settings, outcome: 'api' });
+        else if (result.kind === 'not-found') finish({ settings: undefined, outcome: 'not-found' });
+        else if (!done) {
+          // The watch may still deliver before the grace period ends.
+          apiFailed = true;
+          log.warn({ err: result.error, namespace, name }, 'ServiceAccount GET failed');
+        }
+      });
+    });
+  }
+
+  return {
+    start: () => reflector.start(),
+    async stop() {
+      stopController.abort();
+      for (const finish of [...pending]) finish({ settings: undefined, outcome: 'error' });
+      // Queued GETs take their slot, see the abort and give it back.
+      for (const next of queue.splice(0)) {
+        active++;
+        next();
+      }
+      await Promise.all([reflector.stop(), ...[...inflight.values()].map((f) => f.promise)]);
+    },
+    hasSynced: () => reflector.hasSynced(),
+    waitForSync: () => reflector.waitForSync(),
+    get: store.get,
+    size: store.size,
+    lookup,
+    waitFor: store.waitFor,
+  };
+}
