@@ -9,3 +9,4 @@ const app = Fastify({ https: { cert: readFileSync(certFile!, 'utf8'), key: readF
 app.post('/mutate', async (_req, reply) => reply.type('application/json').send(body));
 await app.listen({ port: Number(port), host: '127.0.0.1' });
 process.stdout.write('listening\n');
+process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));

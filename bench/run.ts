@@ -7,13 +7,11 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { request } from 'node:https';
 import autocannon from 'autocannon';
-import { startFakeApiServer, type FakeApiServer } from '../test/helpers/fake-apiserver.js';
 import { createTestPki } from '../test/helpers/tls.js';
 import { realisticReview } from './review.js';
 
 const DURATION = Number(process.env['BENCH_SECONDS'] ?? 10);
 const CONNECTIONS = 16;
-const ROLE = 'arn:aws:iam::111122223333:role/checkout';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -49,12 +47,16 @@ async function waitReady(port: number, ca: string, path = '/readyz', timeoutMs =
   throw new Error(`not ready after ${timeoutMs} ms`);
 }
 
-async function populate(fake: FakeApiServer, count: number): Promise<void> {
-  for (let i = 0; i < count; i++) {
-    const annotated = i % 10 === 0;
-    fake.serviceAccount(`ns-${i % 500}`, `sa-${i}`, annotated ? { 'eks.amazonaws.com/role-arn': `arn:aws:iam::111122223333:role/r${i}` } : {});
-  }
-  fake.serviceAccount('shop', 'checkout', { 'eks.amazonaws.com/role-arn': ROLE });
+interface FakeApi {
+  child: ChildProcess;
+  kubeconfigPath: string;
+}
+
+/** A fake API server with `count` ServiceAccounts (every tenth with a role), plus shop/checkout. */
+async function startFakeApi(count: number): Promise<FakeApi> {
+  const child = spawn(process.execPath, ['dist-bench/bench/fake-api.js', String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const kubeconfigPath = await new Promise<string>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())));
+  return { child, kubeconfigPath };
 }
 
 interface Serve {
@@ -63,7 +65,7 @@ interface Serve {
   readyMs: number;
 }
 
-async function startServe(fake: FakeApiServer, cert: { certFile: string; keyFile: string }, ca: string): Promise<Serve> {
+async function startServe(fake: FakeApi, cert: { certFile: string; keyFile: string }, ca: string): Promise<Serve> {
   const port = await freePort();
   const metricsPort = await freePort();
   const child = spawn(process.execPath, [
@@ -107,8 +109,7 @@ async function main(): Promise<void> {
   console.log(`AdmissionReview: ${body.length} bytes; ${DURATION} s per run, ${CONNECTIONS} keep-alive connections`);
 
   // 1. /mutate with a warm cache of 10,000 ServiceAccounts.
-  const fake = await startFakeApiServer();
-  await populate(fake, 10_000);
+  const fake = await startFakeApi(10_000);
   const serve = await startServe(fake, serving, pki.caCert);
   const sample = await new Promise<string>((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port: serve.port, path: '/mutate', method: 'POST', ca: pki.caCert, headers: { 'content-type': 'application/json' } }, (res) => {
@@ -125,7 +126,7 @@ async function main(): Promise<void> {
   const mutateRss = rssMiB(serve.child.pid!);
   const steady = await load(serve.port, body, pki.caCert, 1000);
   await stop(serve.child);
-  await fake.close();
+  await stop(fake.child);
 
   // 2. The bare route, same request and response sizes.
   const barePort = await freePort();
@@ -146,13 +147,12 @@ async function main(): Promise<void> {
   // 3. Memory and initial list: 0 against 100,000 ServiceAccounts.
   const sizes: Record<number, { rss: number; readyMs: number }> = {};
   for (const count of [0, 100_000]) {
-    const api = await startFakeApiServer();
-    if (count > 0) await populate(api, count);
+    const api = await startFakeApi(count);
     const s = await startServe(api, serving, pki.caCert);
     await new Promise((r) => setTimeout(r, 2000));
     sizes[count] = { rss: rssMiB(s.child.pid!), readyMs: s.readyMs };
     await stop(s.child);
-    await api.close();
+    await stop(api.child);
   }
   const empty = sizes[0]!;
   const full = sizes[100_000]!;

@@ -1,0 +1,445 @@
+// `doctor`'s checks: from the ServiceAccount through the webhook to the
+// role's trust policy, each one sentence, so that "my pod has no AWS
+// credentials" becomes the one thing to fix. Cluster reads are optional:
+// without a cluster the trust-policy part still runs on --issuer.
+import type { KubeConfig, V1MutatingWebhook, V1MutatingWebhookConfiguration, V1Pod } from '@kubernetes/client-node';
+import { isIP } from 'node:net';
+import jsonpatch from 'fast-json-patch';
+import { ANNOTATION, DEFAULT_MUTATION_OPTIONS, type MutationOptions } from '../config.js';
+import { parseServiceAccountAnnotations, type ServiceAccountSettings } from '../identity/service-account.js';
+import { mutatePod } from '../mutation/index.js';
+import { issuerProblem } from '../oidc/keys.js';
+import { formatDate } from '../tls/certificates.js';
+import { answerError, kubeGet } from './kube.js';
+import {
+  evaluateTrustPolicy,
+  federatedPrincipals,
+  parseProviderArn,
+  providerPath,
+  type PolicyCheck,
+  type TrustPolicy,
+} from './trust-policy.js';
+import { decodeCaBundle, describeCertificate, probeWebhookUrl, selectorMatches, webhookMatchesPodCreate } from './webhook.js';
+
+/** warn: worth knowing, but not a failure (the exit code ignores it). */
+export type CheckStatus = 'ok' | 'fail' | 'skip' | 'warn';
+
+export interface DoctorCheck {
+  name: string;
+  status: CheckStatus;
+  /** One sentence. */
+  detail: string;
+  /** Supporting lines: the trust policy's steps, what the pod gets, warnings. */
+  details?: string[];
+  /** The trust policy evaluator's steps, for --output json. */
+  policy?: PolicyCheck[];
+}
+
+export interface PodCredentials {
+  env: Array<{ name: string; value: string }>;
+  volumes: string[];
+  warnings: string[];
+}
+
+export interface DoctorReport {
+  ok: boolean;
+  namespace: string;
+  serviceAccount: string;
+  subject: string;
+  checks: DoctorCheck[];
+  /** What a new pod of the ServiceAccount gets; undefined when it could not be worked out. */
+  pod?: PodCredentials;
+}
+
+export interface DoctorOptions {
+  namespace: string;
+  serviceAccount: string;
+  /** Undefined: offline, only what the flags say is checked. */
+  kubeConfig?: KubeConfig | undefined;
+  trustPolicy?: TrustPolicy | undefined;
+  /** Overrides the API server's issuer (and is the only source offline). */
+  issuer?: string | undefined;
+  /** Offline stand-in for the role-arn annotation. */
+  roleArn?: string | undefined;
+  /** Audience when the ServiceAccount sets none (the webhook's --token-audience). */
+  audience?: string | undefined;
+  webhookConfig: string;
+  annotationPrefix: string;
+  /** Deadline of each network call. */
+  timeoutMs?: number;
+}
+
+export const DEFAULT_WEBHOOK_CONFIG = 'pod-identity-webhook';
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+function roleAccount(roleArn: string | undefined): string | undefined {
+  return roleArn ? /^arn:[^:]+:iam::(\d{12}):role\//.exec(roleArn)?.[1] : undefined;
+}
+
+/** Why STS cannot fetch this issuer's documents, when its host is plainly not public. */
+export function privateIssuerProblem(issuer: string): string | undefined {
+  let host: string;
+  try {
+    host = new URL(issuer).hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  } catch {
+    return undefined;
+  }
+  const ip = isIP(host) !== 0;
+  const internal = ip
+    ? /^(10|127)\.|^192\.168\.|^172\.(1[6-9]|2\d|3[01])\.|^169\.254\.|^(::1$|f[cd]|fe80:)/i.test(host)
+    : host === 'localhost' || !host.includes('.') || /\.(svc|local|internal|localdomain)$/.test(host) || host.includes('.svc.');
+  if (!internal) return undefined;
+  return (
+    `${host} is not a public name: STS fetches ${providerPath(issuer)}/.well-known/openid-configuration from the internet, ` +
+    'so it cannot verify these tokens (publish the documents with the `oidc` command and set kube-apiserver\'s --service-account-issuer to that URL)'
+  );
+}
+
+function minimalPod(namespace: string, serviceAccount: string): V1Pod {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { namespace, generateName: `${serviceAccount}-` },
+    spec: { serviceAccountName: serviceAccount, containers: [{ name: 'app', image: 'app' }] },
+  };
+}
+
+/** Env vars and volumes the engine adds to a new pod of this ServiceAccount. */
+export function podCredentials(
+  namespace: string,
+  serviceAccount: string,
+  settings: ServiceAccountSettings | undefined,
+  options: MutationOptions,
+): PodCredentials {
+  const pod = minimalPod(namespace, serviceAccount);
+  const result = mutatePod(pod, namespace, { serviceAccount: settings }, options);
+  const mutated = jsonpatch.applyPatch(structuredClone(pod), result.patch, true, false).newDocument;
+  const container = mutated.spec?.containers[0];
+  const env = (container?.env ?? []).map((e) => ({ name: e.name, value: e.value ?? '' }));
+  const mounts = new Map((container?.volumeMounts ?? []).map((m) => [m.name, m.mountPath]));
+  const volumes = (mutated.spec?.volumes ?? []).map((v) => {
+    const token = v.projected?.sources?.find((s) => s.serviceAccountToken)?.serviceAccountToken;
+    const what = token
+      ? `a projected ServiceAccount token (audience ${token.audience ?? '(the API server\'s)'}, expiring after ${token.expirationSeconds ?? 3600} s, file ${token.path})`
+      : 'a volume';
+    const at = mounts.get(v.name);
+    return `${v.name}: ${what}${at ? ` mounted at ${at}` : ''}`;
+  });
+  return { env, volumes, warnings: result.warnings };
+}
+
+export async function runDoctorChecks(o: DoctorOptions): Promise<DoctorReport> {
+  const timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const kc = o.kubeConfig;
+  const ns = o.namespace;
+  const sa = o.serviceAccount;
+  const who = `${ns}/${sa}`;
+  const subject = `system:serviceaccount:${ns}:${sa}`;
+  const prefix = o.annotationPrefix;
+  const roleKey = `${prefix}/${ANNOTATION.roleArn}`;
+  const audienceKey = `${prefix}/${ANNOTATION.audience}`;
+  const checks: DoctorCheck[] = [];
+  const add = (c: DoctorCheck): DoctorCheck => {
+    checks.push(c);
+    return c;
+  };
+
+  // Discovery does not depend on the other reads; start it now so a dead API server costs one timeout, not several.
+  const discovery = kc && o.issuer === undefined
+    ? servedIssuer(kc, timeoutMs).then((value) => ({ value }), (error: Error) => ({ error }))
+    : undefined;
+
+  // ServiceAccount: read it, or take --role-arn offline.
+  let settings: ServiceAccountSettings | undefined;
+  let saKnown = false;
+  let saMissing = false;
+  if (kc) {
+    try {
+      const answer = await kubeGet(kc, `/api/v1/namespaces/${encodeURIComponent(ns)}/serviceaccounts/${encodeURIComponent(sa)}`, timeoutMs);
+      if (answer.status === 200) {
+        const annotations = (answer.json as { metadata?: { annotations?: Record<string, string> } }).metadata?.annotations;
+        settings = parseServiceAccountAnnotations(annotations, prefix);
+        saKnown = true;
+        add({ name: 'service-account', status: 'ok', detail: `ServiceAccount ${who} exists` });
+      } else if (answer.status === 404) {
+        saMissing = true;
+        add({ name: 'service-account', status: 'fail', detail: `ServiceAccount ${who} does not exist; create it and annotate it with ${roleKey}` });
+      } else {
+        add({ name: 'service-account', status: 'fail', detail: `cannot read ServiceAccount ${who}: ${answerError(answer)}` });
+      }
+    } catch (err) {
+      add({ name: 'service-account', status: 'fail', detail: `cannot read ServiceAccount ${who}: ${(err as Error).message}` });
+    }
+  } else if (o.roleArn !== undefined) {
+    settings = parseServiceAccountAnnotations({ [roleKey]: o.roleArn }, prefix);
+    saKnown = true;
+    add({ name: 'service-account', status: 'skip', detail: 'no cluster: the ServiceAccount was not read; --role-arn and --audience stand in for its annotations' });
+  } else {
+    add({ name: 'service-account', status: 'skip', detail: 'no cluster and no --role-arn: the ServiceAccount and its role were not checked' });
+  }
+
+  const source = kc ? `annotation ${roleKey}` : '--role-arn';
+  const roleArn = settings?.roleArn;
+  if (!saKnown) {
+    add({ name: 'role-arn', status: 'skip', detail: 'not checked: the ServiceAccount is unknown' });
+  } else if (!roleArn) {
+    add({
+      name: 'role-arn',
+      status: 'fail',
+      detail: `the ServiceAccount has no ${roleKey} annotation, so the webhook gives its pods nothing ` +
+        '(unless the webhook runs in ConfigMap mode and its ConfigMap names this ServiceAccount; doctor does not read it)',
+    });
+  } else {
+    const problem = settings?.warnings.find((w) => w.includes(roleKey));
+    add(problem
+      ? { name: 'role-arn', status: 'fail', detail: kc ? problem : problem.replace(/^annotation \S+?=/, '--role-arn ') }
+      : { name: 'role-arn', status: 'ok', detail: `${source} is ${roleArn}` });
+  }
+
+  const defaultAudience = o.audience ?? DEFAULT_MUTATION_OPTIONS.tokenAudience;
+  const audience = settings?.audience ?? defaultAudience;
+  if (settings?.audience !== undefined) {
+    add(audience.trim() === ''
+      ? { name: 'audience', status: 'fail', detail: `annotation ${audienceKey} is empty; tokens need an audience (remove it to get ${defaultAudience})` }
+      : { name: 'audience', status: 'ok', detail: `tokens are issued for audience ${audience} (annotation ${audienceKey}); the IAM OIDC provider must list it as a client ID` });
+  } else {
+    const from = o.audience !== undefined ? '--audience' : 'the default';
+    const why = !kc ? '' : saKnown ? '; the ServiceAccount sets none' : '; the ServiceAccount could not be read';
+    add({ name: 'audience', status: 'ok', detail: `tokens are issued for audience ${audience} (${from}${why})` });
+  }
+  const otherWarnings = (settings?.warnings ?? []).filter((w) => !w.includes(roleKey));
+  if (otherWarnings.length > 0) {
+    add({ name: 'annotations', status: 'warn', detail: `${otherWarnings.length} annotation(s) of the ServiceAccount are ignored or adjusted`, details: otherWarnings });
+  }
+
+  // The webhook: configured, called for this pod, trusted, answering.
+  let webhookProblem = false;
+  if (kc) webhookProblem = await checkWebhook(kc, o, timeoutMs, add);
+  else add({ name: 'webhook', status: 'skip', detail: 'no cluster: the webhook configuration and its endpoint were not checked' });
+
+  // The issuer the tokens carry, then the trust policy against it.
+  let issuer: string | undefined;
+  if (o.issuer !== undefined) {
+    issuer = o.issuer;
+    const bad = issuerProblem(issuer);
+    const internal = bad ? undefined : privateIssuerProblem(issuer);
+    add(bad || internal
+      ? { name: 'issuer', status: 'fail', detail: bad ? `the issuer ${issuer} (--issuer) ${bad}` : `the issuer ${issuer} (--issuer) will not work: ${internal}` }
+      : { name: 'issuer', status: 'ok', detail: `the issuer is ${issuer} (--issuer)` });
+  } else if (discovery) {
+    const served = await discovery;
+    if ('value' in served) {
+      const value = served.value;
+      issuer = value.issuer;
+      const bad = issuerProblem(value.issuer);
+      const problem = bad ? `it ${bad}, or STS cannot fetch its documents` : privateIssuerProblem(value.issuer);
+      add(problem
+        ? { name: 'issuer', status: 'fail', detail: `the API server's issuer ${value.issuer} will not work: ${problem}` }
+        : { name: 'issuer', status: 'ok', detail: `the API server's issuer is ${value.issuer} (from its discovery document; it serves ${value.keys} key(s))` });
+    } else {
+      add({ name: 'issuer', status: 'fail', detail: `cannot learn the issuer: ${served.error.message}; give --issuer to check the trust policy anyway` });
+    }
+  }
+
+  const account = roleAccount(roleArn);
+  if (!o.trustPolicy) {
+    const role = roleArn?.split('/').pop() ?? 'ROLE';
+    add({
+      name: 'trust-policy',
+      status: 'skip',
+      detail: `no --trust-policy: the role's trust policy was not checked (aws iam get-role --role-name ${role} --query Role.AssumeRolePolicyDocument > trust.json)`,
+    });
+  } else if (!issuer) {
+    add({ name: 'trust-policy', status: 'skip', detail: 'not checked: the issuer is unknown' });
+  } else {
+    const result = evaluateTrustPolicy(o.trustPolicy, { issuer, subject, audience, accountId: account });
+    const steps = result.checks.filter((c) => c.name !== 'decision');
+    // Decided by a statement (Allow or Deny): how it matched. Otherwise every failed step the reason does not already say.
+    const shown = result.statement !== undefined
+      ? steps.filter((c) => c.statement === result.statement)
+      : steps.filter((c) => !c.ok && !result.reason.includes(c.detail));
+    add({
+      name: 'trust-policy',
+      status: result.allowed ? 'ok' : 'fail',
+      detail: result.reason,
+      details: shown.map((c) => `statement ${c.statement}: ${c.detail}`),
+      policy: result.checks,
+    });
+
+    const providers = federatedPrincipals(o.trustPolicy).map((arn) => ({ arn, parsed: parseProviderArn(arn) }));
+    const ours = providers.filter((p) => p.parsed?.path === providerPath(issuer as string));
+    const candidates = ours.length > 0 ? ours : providers.filter((p) => p.parsed);
+    if (!account) {
+      add({ name: 'accounts', status: 'skip', detail: 'not checked: no role ARN to compare the provider\'s account with' });
+    } else if (candidates.length === 0) {
+      add({ name: 'accounts', status: 'skip', detail: 'not checked: the trust policy names no IAM OIDC provider' });
+    } else {
+      const other = candidates.filter((p) => p.parsed?.accountId !== account);
+      add(other.length === 0
+        ? { name: 'accounts', status: 'ok', detail: `the role and the OIDC provider are both in account ${account}` }
+        : {
+          name: 'accounts',
+          status: 'warn',
+          detail: `the role is in account ${account} but the trust policy's provider ${other[0]?.arn} is in account ${other[0]?.parsed?.accountId}; ` +
+            'STS only uses a provider of the role\'s own account, so create the provider there',
+        });
+    }
+  }
+
+  // What a new pod would get from the engine.
+  const options: MutationOptions = { ...DEFAULT_MUTATION_OPTIONS, annotationPrefix: prefix, tokenAudience: defaultAudience };
+  let pod: PodCredentials | undefined;
+  if (!saKnown) {
+    const why = saMissing ? `ServiceAccount ${who} does not exist` : 'the ServiceAccount is unknown';
+    add({ name: 'pod', status: saMissing ? 'fail' : 'skip', detail: saMissing ? `nothing: ${why}` : `not worked out: ${why}` });
+  } else {
+    pod = podCredentials(ns, sa, settings, options);
+    if (pod.env.length === 0 && pod.volumes.length === 0) {
+      add({ name: 'pod', status: 'fail', detail: `nothing: the ServiceAccount has no ${roleKey} annotation`, details: pod.warnings });
+    } else {
+      const caveat = webhookProblem ? ', but only once the webhook problems above are fixed' : '';
+      add({
+        name: 'pod',
+        status: 'ok',
+        detail: `a new pod of ${who} gets ${pod.env.map((e) => e.name).join(', ')} and the token volume${caveat}`,
+        details: [...pod.env.map((e) => `env ${e.name}=${e.value}`), ...pod.volumes.map((v) => `volume ${v}`), ...pod.warnings.map((w) => `warning: ${w}`)],
+      });
+    }
+  }
+
+  return { ok: !checks.some((c) => c.status === 'fail'), namespace: ns, serviceAccount: sa, subject, checks, ...(pod ? { pod } : {}) };
+}
+
+const DISCOVERY_HINTS: Record<number, string> = {
+  401: ' (the caller needs the system:service-account-issuer-discovery ClusterRole)',
+  403: ' (the caller needs the system:service-account-issuer-discovery ClusterRole)',
+  404: ' (is ServiceAccountIssuerDiscovery enabled, and --service-account-issuer set?)',
+};
+
+/**
+ * The issuer and key count the API server publishes (ServiceAccountIssuerDiscovery).
+ * Read like oidc/cluster.ts's fetchServedIssuer, but through kubeGet: the
+ * generated clients cannot be aborted, and a hung request would keep the
+ * command from exiting.
+ */
+async function servedIssuer(kc: KubeConfig, timeoutMs: number): Promise<{ issuer: string; keys: number }> {
+  const get = async (path: string): Promise<Record<string, unknown>> => {
+    const answer = await kubeGet(kc, path, timeoutMs);
+    if (answer.status !== 200) throw new Error(`GET ${path}: ${answerError(answer)}${DISCOVERY_HINTS[answer.status] ?? ''}`);
+    const doc = answer.json;
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new Error(`GET ${path}: not a JSON object`);
+    return doc as Record<string, unknown>;
+  };
+  const discovery = await get('/.well-known/openid-configuration');
+  const issuer = discovery['issuer'];
+  if (typeof issuer !== 'string' || issuer === '') throw new Error('the discovery document has no issuer');
+  const keys = (await get('/openid/v1/jwks'))['keys'];
+  if (!Array.isArray(keys) || keys.length === 0) throw new Error('GET /openid/v1/jwks: no keys in the answer');
+  return { issuer, keys: keys.length };
+}
+
+/** The webhook checks; returns true when one failed. */
+async function checkWebhook(
+  kc: KubeConfig,
+  o: DoctorOptions,
+  timeoutMs: number,
+  add: (c: DoctorCheck) => DoctorCheck,
+): Promise<boolean> {
+  const name = o.webhookConfig;
+  let config: V1MutatingWebhookConfiguration;
+  try {
+    const answer = await kubeGet(kc, `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${encodeURIComponent(name)}`, timeoutMs);
+    if (answer.status === 404) {
+      add({ name: 'webhook-config', status: 'fail', detail: `MutatingWebhookConfiguration ${name} does not exist, so no pod is mutated (if it has another name, give --webhook-config NAME)` });
+      return true;
+    }
+    if (answer.status !== 200) {
+      add({ name: 'webhook-config', status: 'fail', detail: `cannot read MutatingWebhookConfiguration ${name}: ${answerError(answer)}` });
+      return true;
+    }
+    config = answer.json as V1MutatingWebhookConfiguration;
+  } catch (err) {
+    add({ name: 'webhook-config', status: 'fail', detail: `cannot read MutatingWebhookConfiguration ${name}: ${(err as Error).message}` });
+    return true;
+  }
+  const webhooks = config.webhooks ?? [];
+  add({ name: 'webhook-config', status: 'ok', detail: `MutatingWebhookConfiguration ${name} exists with ${webhooks.length} webhook(s)` });
+
+  const forPods = webhooks.filter(webhookMatchesPodCreate);
+  if (forPods.length === 0) {
+    add({ name: 'webhook-rules', status: 'fail', detail: `none of the webhooks of ${name} has a rule for CREATE of pods (apiGroups "", apiVersions v1, resources pods)` });
+    return true;
+  }
+  // Does the webhook see pods of this namespace? The API server sets kubernetes.io/metadata.name on every namespace.
+  let labels: Record<string, string> = { 'kubernetes.io/metadata.name': o.namespace };
+  let labelsNote = '';
+  try {
+    const answer = await kubeGet(kc, `/api/v1/namespaces/${encodeURIComponent(o.namespace)}`, timeoutMs);
+    if (answer.status === 200) labels = (answer.json as { metadata?: { labels?: Record<string, string> } }).metadata?.labels ?? labels;
+    else labelsNote = ` (namespace labels unreadable: ${answerError(answer)}; only kubernetes.io/metadata.name was used)`;
+  } catch (err) {
+    labelsNote = ` (namespace labels unreadable: ${(err as Error).message})`;
+  }
+  const called = forPods.filter((w) => selectorMatches(w.namespaceSelector, labels) && selectorMatches(w.objectSelector, {}));
+  if (called.length === 0) {
+    const w = forPods[0] as V1MutatingWebhook;
+    const which = selectorMatches(w.namespaceSelector, labels) ? 'its objectSelector requires pod labels a plain pod does not have' : `its namespaceSelector excludes namespace ${o.namespace}`;
+    add({ name: 'webhook-rules', status: 'fail', detail: `webhook ${w.name} is not called for pods of ${o.namespace}: ${which}${labelsNote}` });
+    return true;
+  }
+  const webhook = called[0] as V1MutatingWebhook;
+  add({ name: 'webhook-rules', status: 'ok', detail: `webhook ${webhook.name} is called for pod CREATE in namespace ${o.namespace} (failurePolicy ${webhook.failurePolicy ?? 'Fail'})${labelsNote}` });
+
+  let failed = false;
+  const client = webhook.clientConfig ?? {};
+  const ca = decodeCaBundle(client.caBundle);
+  if (ca.problem) {
+    const hint = client.caBundle ? '' : ' (run `pod-identity-webhook certs --patch-webhook ' + name + '` or let cert-manager inject it)';
+    add({ name: 'ca-bundle', status: client.url && !client.caBundle ? 'warn' : 'fail', detail: `webhook ${webhook.name}: ${ca.problem}, so the API server cannot verify it${hint}` });
+    failed = !(client.url && !client.caBundle);
+  } else {
+    const cert = ca.certificate as NonNullable<typeof ca.certificate>;
+    const expired = new Date(cert.validTo).getTime() < Date.now();
+    add({
+      name: 'ca-bundle',
+      status: expired || !cert.ca ? 'fail' : 'ok',
+      detail: expired ? `the caBundle's certificate expired on ${formatDate(new Date(cert.validTo))}`
+        : !cert.ca ? `the caBundle holds a certificate that is not a CA (${describeCertificate(cert)})`
+          : `the caBundle holds a CA certificate: ${describeCertificate(cert)}`,
+    });
+    failed = expired || !cert.ca;
+  }
+
+  if (client.url) {
+    const probe = await probeWebhookUrl(client.url, ca.pem, timeoutMs);
+    add({ name: 'webhook-answers', status: probe.ok ? 'ok' : 'fail', detail: probe.detail });
+    return failed || !probe.ok;
+  }
+  if (!client.service) {
+    add({ name: 'webhook-answers', status: 'fail', detail: `webhook ${webhook.name} has neither clientConfig.url nor clientConfig.service` });
+    return true;
+  }
+  const svc = client.service;
+  const proxied = `https:${svc.name}:${svc.port ?? 443}`;
+  const path = `/api/v1/namespaces/${encodeURIComponent(svc.namespace)}/services/${proxied}/proxy/healthz`;
+  const target = `Service ${svc.namespace}/${svc.name} port ${svc.port ?? 443}`;
+  try {
+    const answer = await kubeGet(kc, path, timeoutMs);
+    if (answer.status >= 200 && answer.status < 300) {
+      add({
+        name: 'webhook-answers',
+        status: 'ok',
+        detail: `the ${target} answered /healthz through the API server's service proxy (the proxy does not verify the serving certificate, so the caBundle was not matched against it)`,
+      });
+    } else if (answer.status === 401 || answer.status === 403) {
+      add({ name: 'webhook-answers', status: 'warn', detail: `could not ask the ${target}: ${answerError(answer)} (needs get on services/proxy)` });
+    } else {
+      add({ name: 'webhook-answers', status: 'fail', detail: `the ${target} does not answer through the API server's service proxy: ${answerError(answer)}` });
+      failed = true;
+    }
+  } catch (err) {
+    add({ name: 'webhook-answers', status: 'fail', detail: `the ${target} does not answer: ${(err as Error).message}` });
+    failed = true;
+  }
+  return failed;
+}
