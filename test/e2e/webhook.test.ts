@@ -19,6 +19,7 @@ import {
   tempDir,
   tokenKubeconfig,
   until,
+  WEBHOOK_HOST,
   type WebhookProcess,
 } from '../helpers/cluster.js';
 
@@ -102,7 +103,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
 
   // Certificates from our own `certs`, with an IP SAN: the API server calls 127.0.0.1.
   const certDir = join(dir, 'certs');
-  const certs = cli(['certs', '--out-dir', certDir, '--ip', '127.0.0.1', '--namespace', WEBHOOK_NS]);
+  const certs = cli(['certs', '--out-dir', certDir, '--ip', WEBHOOK_HOST, '--namespace', WEBHOOK_NS]);
   t.equal(certs.status, 0, certs.stderr);
   const ca = readFileSync(join(certDir, 'ca.crt'), 'utf8');
 
@@ -125,7 +126,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
     metadata: { name: CONFIG },
     webhooks: [{
       name: 'pod-identity-webhook.amazonaws.com',
-      clientConfig: { url: `https://127.0.0.1:${port}/mutate` },
+      clientConfig: { url: `https://${WEBHOOK_HOST}:${port}/mutate` },
       rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
       failurePolicy,
       reinvocationPolicy: 'IfNeeded',
@@ -139,7 +140,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
   await admission.createMutatingWebhookConfiguration({ body: webhookConfig(webhook.port, 'Fail') });
 
   await t.test('`certs --patch-webhook` writes the CA into the caBundle', async (t) => {
-    const r = cli(['certs', '--out-dir', certDir, '--ip', '127.0.0.1', '--namespace', WEBHOOK_NS, '--patch-webhook', CONFIG, '--kubeconfig', cluster.kubeconfig]);
+    const r = cli(['certs', '--out-dir', certDir, '--ip', WEBHOOK_HOST, '--namespace', WEBHOOK_NS, '--patch-webhook', CONFIG, '--kubeconfig', cluster.kubeconfig]);
     t.equal(r.status, 0, r.stderr);
     const stored = await admission.readMutatingWebhookConfiguration({ name: CONFIG });
     t.equal(Buffer.from(stored.webhooks![0]!.clientConfig.caBundle!, 'base64').toString('utf8'), ca);
@@ -246,7 +247,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
         res.end(JSON.stringify({ apiVersion: review.apiVersion, kind: 'AdmissionReview', response: { uid: review.request.uid, allowed: true, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64') } }));
       });
     });
-    await new Promise<void>((resolve) => adder.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => adder.listen(0, WEBHOOK_HOST === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0', resolve));
     t.teardown(() => new Promise<void>((resolve) => adder.close(() => resolve())));
     const adderPort = (adder.address() as { port: number }).port;
     await admission.createMutatingWebhookConfiguration({
@@ -254,7 +255,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
         metadata: { name: 'z-container-adder-e2e' },
         webhooks: [{
           name: 'adder.e2e.example.com',
-          clientConfig: { url: `https://127.0.0.1:${adderPort}/`, caBundle: Buffer.from(ca).toString('base64') },
+          clientConfig: { url: `https://${WEBHOOK_HOST}:${adderPort}/`, caBundle: Buffer.from(ca).toString('base64') },
           rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
           failurePolicy: 'Fail',
           sideEffects: 'None',
@@ -321,7 +322,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
     // Back up: pods are mutated again.
     webhook = await startWebhook(serveArgs, ca);
     const cfg = await admission.readMutatingWebhookConfiguration({ name: CONFIG });
-    cfg.webhooks![0]!.clientConfig.url = `https://127.0.0.1:${webhook.port}/mutate`;
+    cfg.webhooks![0]!.clientConfig.url = `https://${WEBHOOK_HOST}:${webhook.port}/mutate`;
     await admission.replaceMutatingWebhookConfiguration({ name: CONFIG, body: cfg });
     const again = await until('the restarted webhook', async () => {
       try {

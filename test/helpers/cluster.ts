@@ -120,11 +120,19 @@ export interface WebhookProcess {
   stop(): Promise<number | null>;
 }
 
+/**
+ * The address the API server uses to reach webhooks run by the tests: loopback for
+ * the local control plane; for a cluster in containers (kind), E2E_WEBHOOK_HOST,
+ * e.g. the Docker bridge gateway.
+ */
+export const WEBHOOK_HOST = process.env['E2E_WEBHOOK_HOST'] ?? '127.0.0.1';
+const BIND_ADDRESS = WEBHOOK_HOST === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0';
+
 export async function startWebhook(args: string[], ca: string): Promise<WebhookProcess> {
   const port = await freePort();
   const metricsPort = await freePort();
   const [cmd, ...rest] = SERVE_COMMAND;
-  const child = spawn(cmd, [...rest, ...args, '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', '127.0.0.1'], {
+  const child = spawn(cmd, [...rest, ...args, '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', BIND_ADDRESS], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

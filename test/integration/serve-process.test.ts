@@ -1,0 +1,445 @@
+// The real `serve` binary (dist/cli.js, started exactly as the image does)
+// against the in-process fake API server: readiness, the ServiceAccount cache
+// (watch, direct GET on a miss, grace period), graceful shutdown under load,
+// the identities file and the ConfigMap, and flag errors.
+import t, { type Test } from 'tap';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import type { Agent } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type FakeApiServer, startFakeApiServer, until } from '../helpers/fake-apiserver.js';
+import { agent, send } from '../helpers/https.js';
+import { ROLE, pod } from '../helpers/pods.js';
+import { SERVE_COMMAND } from '../helpers/serve-command.js';
+import { type ServeProcess, admit, eventually, metric, startServeProcess } from '../helpers/serve-process.js';
+import { createTestPki } from '../helpers/tls.js';
+
+if (!existsSync('dist/cli.js')) throw new Error('dist/cli.js is missing: run `npm run build` first (npm test does)');
+
+const ROLE_ARN = 'eks.amazonaws.com/role-arn';
+const roleFor = (name: string): string => `arn:aws:iam::111122223333:role/${name}`;
+const FULL_URI = 'AWS_CONTAINER_CREDENTIALS_FULL_URI';
+const MISSES = 'pod_identity_webhook_service_account_cache_misses_total';
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const podOf = (serviceAccountName: string): ReturnType<typeof pod> => pod([{ name: 'c' }], { spec: { serviceAccountName } });
+
+const pki = createTestPki();
+const serving = pki.issue('serve-process');
+t.teardown(() => rmSync(pki.dir, { recursive: true, force: true }));
+
+interface Env {
+  fake: FakeApiServer;
+  server: ServeProcess;
+  a: Agent;
+}
+
+/** Starts a fake API server (prepared by `prepare`) and `serve` against it; everything stops at teardown. */
+async function setup(
+  t: Test,
+  extraArgs: string[] = [],
+  prepare: (fake: FakeApiServer) => void | Promise<void> = () => undefined,
+): Promise<Env> {
+  const fake = await startFakeApiServer();
+  const a = agent(pki.caCert);
+  const started: { server?: ServeProcess } = {};
+  t.teardown(async () => {
+    a.destroy();
+    await started.server?.stop();
+    await fake.close();
+  });
+  await prepare(fake);
+  const server = (started.server = await startServeProcess({
+    args: ['--kubeconfig', fake.kubeconfigPath, '--tls-cert', serving.certFile, '--tls-key', serving.keyFile, ...extraArgs],
+  }));
+  return { fake, server, a };
+}
+
+const readyz = (env: Env): Promise<{ status: number; body: string }> => send(env.server.port, 'GET', '/readyz', { agent: env.a });
+
+async function waitReady(env: Env, timeoutMs = 30_000): Promise<void> {
+  await eventually(() => readyz(env), (r) => r.status === 200, '/readyz 200', timeoutMs);
+}
+
+t.test('/readyz is 503 until the ServiceAccount list has synced; then a pod of an annotated ServiceAccount gets its role', async (t) => {
+  const env = await setup(t, [], async (fake) => {
+    fake.serviceAccount('default', 'app', { [ROLE_ARN]: ROLE });
+    await fake.down('503');
+  });
+  // The API server answers 503 to the list: the webhook must stay unready however often it is asked.
+  const statuses: number[] = [];
+  let last = '';
+  const until503Stop = Date.now() + 1500;
+  while (Date.now() < until503Stop) {
+    const r = await readyz(env);
+    statuses.push(r.status);
+    last = r.body;
+    await sleep(100);
+  }
+  t.same([...new Set(statuses)], [503], `unready while the list fails (${statuses.length} probes)`);
+  t.match(last, /ServiceAccount cache not synced/);
+  t.equal(env.fake.stats.lists, 0, 'no list has succeeded yet');
+  t.equal((await send(env.server.port, 'GET', '/healthz', { agent: env.a })).status, 200, 'alive meanwhile');
+
+  await env.fake.up();
+  await waitReady(env);
+  t.ok(env.fake.stats.lists >= 1, 'ready only after a list succeeded');
+
+  const r = await admit(env.server.port, env.a, podOf('app'));
+  t.equal(r.status, 200);
+  t.equal(r.response?.allowed, true);
+  t.equal(r.response?.patchType, 'JSONPatch');
+  t.ok(r.patchText.includes(`{"name":"AWS_ROLE_ARN","value":"${ROLE}"}`), 'AWS_ROLE_ARN is the annotated role');
+  t.ok(r.patchText.includes('AWS_WEB_IDENTITY_TOKEN_FILE'));
+  t.equal(await metric(env.server.metricsPort, 'pod_identity_webhook_admission_requests_total{outcome="mutated"}'), 1);
+});
+
+t.test('ServiceAccounts created after startup: delivered by the watch, or read with a GET on a cache miss; a slow GET ends with the grace period', async (t) => {
+  const env = await setup(t, ['--service-account-lookup-grace-period', '1s'], (fake) => {
+    fake.serviceAccount('default', 'app', { [ROLE_ARN]: ROLE });
+  });
+  const { fake, server } = env;
+  await waitReady(env);
+  await until(() => fake.activeWatches() >= 1, 'the ServiceAccount watch');
+
+  t.test('the watch', async (t) => {
+    fake.serviceAccount('default', 'added-later', { [ROLE_ARN]: roleFor('added-later') });
+    await eventually(() => metric(server.metricsPort, 'pod_identity_webhook_service_account_cache_size'), (n) => n === 2, 'the watch to deliver it');
+    const r = await admit(server.port, env.a, podOf('added-later'));
+    t.ok(r.patchText.includes(roleFor('added-later')), 'the new role is used');
+    t.equal(fake.getCount('serviceaccounts', 'default', 'added-later'), 0, 'no GET was needed');
+    t.equal(await metric(server.metricsPort, `${MISSES}{outcome="api"}`), 0);
+  });
+
+  t.test('a cache miss is read with a GET', async (t) => {
+    // The watch stays connected but delivers nothing: only the GET can find it.
+    fake.silenceWatches(true);
+    fake.serviceAccount('default', 'not-yet-watched', { [ROLE_ARN]: roleFor('not-yet-watched') });
+    const r = await admit(server.port, env.a, podOf('not-yet-watched'));
+    t.equal(r.status, 200);
+    t.ok(r.patchText.includes(roleFor('not-yet-watched')), 'the role read by the GET is used');
+    t.equal(fake.getCount('serviceaccounts', 'default', 'not-yet-watched'), 1, 'one direct GET');
+    t.equal(await metric(server.metricsPort, `${MISSES}{outcome="api"}`), 1, 'counted as a miss answered by the API');
+    // The GET's answer is cached: the next pod needs no GET.
+    const again = await admit(server.port, env.a, podOf('not-yet-watched'));
+    t.ok(again.patchText.includes(roleFor('not-yet-watched')));
+    t.equal(fake.getCount('serviceaccounts', 'default', 'not-yet-watched'), 1, 'still one GET');
+  });
+
+  t.test('a missing ServiceAccount with a slow GET: answered at the grace period, with a warning and no patch', async (t) => {
+    fake.setGetDelay(20_000);
+    const before = (await metric(server.metricsPort, `${MISSES}{outcome="timeout"}`)) + (await metric(server.metricsPort, `${MISSES}{outcome="error"}`));
+    const started = Date.now();
+    const r = await admit(server.port, env.a, podOf('ghost'));
+    const elapsed = Date.now() - started;
+    t.equal(r.status, 200);
+    t.equal(r.response?.allowed, true, 'the pod is admitted');
+    t.equal(r.response?.patch, undefined, 'without a patch');
+    t.match(r.response?.warnings, [/ServiceAccount default\/ghost could not be read in time/]);
+    t.ok(elapsed >= 900, `waited for the grace period (${elapsed} ms)`);
+    t.ok(elapsed < 1000 + 2000, `answered within the 1 s grace period + 2 s (${elapsed} ms)`);
+    const after = (await metric(server.metricsPort, `${MISSES}{outcome="timeout"}`)) + (await metric(server.metricsPort, `${MISSES}{outcome="error"}`));
+    t.equal(after, before + 1, 'counted as a miss that timed out');
+    fake.setGetDelay(0);
+  });
+});
+
+interface RequestRecord {
+  kind: 'fast' | 'slow' | 'sentinel' | 'follow-up';
+  sentAt: number;
+  doneAt: number;
+  status?: number;
+  error?: string;
+  allowed?: boolean;
+  /** The response's Connection header. */
+  connection?: string;
+}
+
+t.test('SIGTERM under load: unready during --shutdown-delay, no accepted request fails, exit 0', async (t) => {
+  const GET_DELAY_MS = 3000;
+  const SHUTDOWN_DELAY_MS = 1000;
+  const SHUTDOWN_TIMEOUT_MS = 5000;
+  const env = await setup(
+    t,
+    ['--shutdown-delay', '1s', '--shutdown-timeout', '5s', '--service-account-lookup-grace-period', '10s'],
+    (fake) => {
+      fake.serviceAccount('default', 'app', { [ROLE_ARN]: ROLE });
+    },
+  );
+  const { fake, server } = env;
+  await waitReady(env);
+  // Misses of ServiceAccounts that do not exist take GET_DELAY_MS (then 404): slow, but well within the grace period.
+  fake.setGetDelay(GET_DELAY_MS);
+
+  const records: RequestRecord[] = [];
+  const agents: Agent[] = [];
+  t.teardown(() => {
+    for (const a of agents) a.destroy();
+  });
+  const newAgent = (keepAlive = true): Agent => {
+    const a = agent(pki.caCert, { keepAlive });
+    agents.push(a);
+    return a;
+  };
+  const mutate = async (kind: RequestRecord['kind'], a: Agent, serviceAccount: string, into = records): Promise<void> => {
+    const rec: RequestRecord = { kind, sentAt: Date.now(), doneAt: 0 };
+    into.push(rec);
+    try {
+      const r = await admit(server.port, a, podOf(serviceAccount));
+      rec.status = r.status;
+      rec.allowed = r.response?.allowed;
+      rec.connection = String(r.headers['connection'] ?? '');
+    } catch (err) {
+      rec.error = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    }
+    rec.doneAt = Date.now();
+  };
+
+  // The API server stops calling a webhook whose endpoints are gone, i.e. once it is unready:
+  // one poller stands for the endpoints controller, and every client stops when it sees 503.
+  let stopSending = false;
+  let unreadyAt: number | undefined;
+  let readyBeforeSigterm = 0;
+  let sigtermAt = 0;
+  const pollerErrors: string[] = [];
+  const pollerAgent = newAgent();
+  const poller = (async () => {
+    while (!stopSending) {
+      try {
+        const r = await send(server.port, 'GET', '/readyz', { agent: pollerAgent });
+        if (r.status === 503) {
+          unreadyAt = Date.now();
+          stopSending = true;
+        } else if (sigtermAt === 0) readyBeforeSigterm++;
+      } catch (err) {
+        pollerErrors.push((err as NodeJS.ErrnoException).code ?? (err as Error).message);
+        stopSending = true;
+      }
+      await sleep(20);
+    }
+  })();
+  const fastClient = async (): Promise<void> => {
+    const a = newAgent();
+    while (!stopSending) await mutate('fast', a, 'app');
+  };
+  let slowSeq = 0;
+  const slowClient = async (): Promise<void> => {
+    const a = newAgent();
+    // A name never used before: every request is a miss with its own slow GET.
+    while (!stopSending) await mutate('slow', a, `missing-${slowSeq++}`);
+  };
+  const clients = [fastClient(), fastClient(), fastClient(), fastClient(), slowClient(), slowClient(), slowClient()];
+
+  await sleep(1500);
+  // Requests certainly in flight at SIGTERM, with ~GET_DELAY_MS to go: still in flight when the listener closes.
+  // Each then sends one more request on its keep-alive connection at once, as a client that has not
+  // (yet) seen the endpoints change would: it must not be accepted and then failed.
+  const followUps: RequestRecord[] = [];
+  const sentinels = [0, 1, 2].map(async (i) => {
+    const a = newAgent();
+    await mutate('sentinel', a, `in-flight-${i}`);
+    await mutate('follow-up', a, 'app', followUps);
+  });
+  await until(() => [0, 1, 2].every((i) => fake.getCount('serviceaccounts', 'default', `in-flight-${i}`) === 1), 'the sentinels to reach the API server');
+  sigtermAt = Date.now();
+  server.child.kill('SIGTERM');
+
+  // Once the clients have stopped, a probe on fresh connections finds when the listener closes.
+  await until(() => stopSending, 'readiness to turn false', 10_000);
+  let lastOpenAt: number | undefined;
+  let closedAt: number | undefined;
+  const probeAgent = newAgent(false);
+  const probeDeadline = Date.now() + 20_000;
+  while (closedAt === undefined && Date.now() < probeDeadline) {
+    const at = Date.now();
+    try {
+      const r = await send(server.port, 'GET', '/healthz', { agent: probeAgent });
+      if (r.status === 200) lastOpenAt = at;
+      await sleep(25);
+    } catch {
+      closedAt = at;
+    }
+  }
+
+  await Promise.all([poller, ...clients, ...sentinels]);
+  const exit = await server.exitWithin(20_000);
+  if (!exit) {
+    t.fail('the process did not exit within 20 s of SIGTERM');
+    return;
+  }
+  t.equal(exit.code, 0, 'exit code 0');
+  t.equal(exit.signal, null, 'not killed by a signal');
+  t.same(pollerErrors, [], 'readiness probes never failed');
+  t.ok(readyBeforeSigterm > 0, 'ready before SIGTERM');
+  t.ok(unreadyAt !== undefined, '/readyz turned 503');
+  t.ok(closedAt !== undefined, 'the listener closed');
+  const since = (at: number | undefined): number => (at ?? Infinity) - sigtermAt;
+  t.ok(unreadyAt! < closedAt!, `/readyz was 503 (after ${since(unreadyAt)} ms) before the listener closed (after ${since(closedAt)} ms)`);
+  t.ok(since(lastOpenAt) >= SHUTDOWN_DELAY_MS / 2, `still serving ${since(lastOpenAt)} ms after SIGTERM (--shutdown-delay 1s)`);
+
+  const failed = records.filter((r) => r.status !== 200 || r.allowed !== true);
+  t.same(failed, [], `every one of ${records.length} requests got 200 with an AdmissionReview`);
+  t.ok(records.every((r) => r.sentAt < closedAt!), 'every request was sent before the listener closed');
+  const inFlightAtSigterm = records.filter((r) => r.sentAt < sigtermAt && r.doneAt > sigtermAt);
+  const inFlightAtClose = records.filter((r) => r.sentAt < closedAt! && r.doneAt > closedAt!);
+  const afterSigterm = records.filter((r) => r.sentAt >= sigtermAt);
+  t.ok(inFlightAtSigterm.filter((r) => r.kind !== 'fast').length >= 3, `slow requests were in flight at SIGTERM (${inFlightAtSigterm.length})`);
+  t.ok(inFlightAtClose.length >= 3, `requests were in flight when the listener closed and still completed (${inFlightAtClose.length})`);
+  t.ok(records.filter((r) => r.kind === 'fast').length > 20, 'a steady stream of fast requests');
+  // As Go's http.Server.Shutdown does: a response written after the listener closed says
+  // "Connection: close", so the client does not send another request on a connection the
+  // server is about to drop (it would get 503 or a reset), and the server need not wait for it.
+  t.same(
+    inFlightAtClose.map((r) => r.connection),
+    inFlightAtClose.map(() => 'close'),
+    'responses finished after the listener closed carry Connection: close',
+  );
+  // The follow-ups were sent after the listener closed: refused at connect (never accepted) is
+  // right; a 503 or a reset on the reused connection would be a request accepted and then failed.
+  t.same(
+    followUps.map((r) => (r.status === 200 ? 'ok' : r.error === 'ECONNREFUSED' ? 'refused' : `status ${r.status ?? '-'} ${r.error ?? ''}`)).filter((o) => o !== 'ok' && o !== 'refused'),
+    [],
+    `requests sent right after the close on a kept-alive connection are served or refused at connect: ${JSON.stringify(followUps.map((r) => r.status ?? r.error))}`,
+  );
+  const lastDone = Math.max(...records.map((r) => r.doneAt));
+  const exitMs = exit.at - sigtermAt;
+  t.ok(exitMs <= SHUTDOWN_DELAY_MS + SHUTDOWN_TIMEOUT_MS + 3000, `exited ${exitMs} ms after SIGTERM (delay 1 s + timeout 5 s + 3 s)`);
+  // Idle keep-alive connections (the clients keep theirs open) must not hold the process until the timeout.
+  t.ok(exitMs < SHUTDOWN_DELAY_MS + SHUTDOWN_TIMEOUT_MS, `exited before --shutdown-timeout ran out: ${exit.at - lastDone} ms after the last request completed`);
+  t.notOk(server.logs.some((l) => /did not finish in time/.test(l.msg ?? '')), 'no request was cut off by --shutdown-timeout');
+  t.ok(server.logs.some((l) => l.msg === 'stopped'), 'logged "stopped" (the log was flushed before exit)');
+  t.comment(
+    `shutdown: ${records.length} requests (${records.filter((r) => r.kind === 'fast').length} fast, ${records.filter((r) => r.kind !== 'fast').length} slow), ` +
+      `${afterSigterm.length} sent after SIGTERM, ${inFlightAtSigterm.length} in flight at SIGTERM, ${inFlightAtClose.length} in flight at close; ` +
+      `unready after ${since(unreadyAt)} ms, listener closed after ${since(closedAt)} ms, last request done after ${since(lastDone)} ms, exit after ${exitMs} ms`,
+  );
+});
+
+interface ConfigMapVolume {
+  path: string;
+  /** Publishes new contents the way the kubelet does. */
+  update(content: string): void;
+  remove(): void;
+}
+
+/** A directory laid out like a ConfigMap volume: FILE -> ..data/FILE, ..data -> ..TIMESTAMP/FILE. */
+function configMapVolume(file: string, initial: string): ConfigMapVolume {
+  const dir = mkdtempSync(join(tmpdir(), 'piw-cm-volume-'));
+  let n = 0;
+  let current: string | undefined;
+  const update = (content: string): void => {
+    const stamp = `..2024_06_01_12_00_${String(n++).padStart(2, '0')}.${process.pid}`;
+    mkdirSync(join(dir, stamp));
+    writeFileSync(join(dir, stamp, file), content);
+    // The kubelet's atomic writer: a new ..data symlink renamed over the old one, then the old directory removed.
+    symlinkSync(stamp, join(dir, '..data_tmp'));
+    renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+    if (current) rmSync(join(dir, current), { recursive: true, force: true });
+    current = stamp;
+  };
+  update(initial);
+  symlinkSync(join('..data', file), join(dir, file));
+  return { path: join(dir, file), update, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+t.test('--watch-container-credentials-config: reloaded on a ConfigMap-volume symlink swap; invalid JSON keeps the last good set', async (t) => {
+  const identities = (...names: string[]): string => JSON.stringify({ identities: names.map((serviceAccount) => ({ namespace: 'default', serviceAccount })) });
+  const volume = configMapVolume('identities.json', identities('cc-one'));
+  t.teardown(() => volume.remove());
+  const env = await setup(t, ['--watch-container-credentials-config', volume.path], (fake) => {
+    fake.serviceAccount('default', 'cc-one');
+    fake.serviceAccount('default', 'cc-two');
+  });
+  const { server } = env;
+  await waitReady(env);
+  const reloads = (result: string): Promise<number> =>
+    metric(server.metricsPort, `pod_identity_webhook_config_reloads_total{source="container-credentials",result="${result}"}`);
+  const hasCc = async (sa: string): Promise<boolean> => (await admit(server.port, env.a, podOf(sa))).patchText.includes(FULL_URI);
+
+  t.equal(await hasCc('cc-one'), true, 'cc-one gets container credentials');
+  t.equal(await hasCc('cc-two'), false, 'cc-two is not listed yet');
+  t.equal(await reloads('success'), 1);
+
+  volume.update(identities('cc-two'));
+  // fs.watch on the directory sees the swap at once; the 10 s poll is the backstop.
+  await eventually(() => hasCc('cc-two'), (v) => v, 'cc-two to get container credentials', 30_000, 200);
+  t.pass('after the swap cc-two gets container credentials');
+  const r = await admit(server.port, env.a, podOf('cc-two'));
+  t.ok(r.patch.some((op) => JSON.stringify(op.value).includes(`"${FULL_URI}"`)), 'AWS_CONTAINER_CREDENTIALS_FULL_URI in the patch');
+  t.equal(await hasCc('cc-one'), false, 'cc-one is no longer listed');
+  t.equal(await reloads('success'), 2);
+
+  const errorsBefore = await reloads('error');
+  volume.update('{"identities": [ not json');
+  await eventually(() => reloads('error'), (n) => n === errorsBefore + 1, 'the invalid file to be counted', 30_000, 200);
+  t.pass('config_reloads_total{result="error"} increased');
+  t.equal(await hasCc('cc-two'), true, 'the last good set stays: cc-two still gets container credentials');
+  t.equal(await hasCc('cc-one'), false);
+  t.equal((await readyz(env)).status, 200, 'still ready');
+
+  volume.update(identities('cc-one', 'cc-two'));
+  await eventually(() => hasCc('cc-one'), (v) => v, 'a valid file after the invalid one to apply', 30_000, 200);
+  t.equal(await hasCc('cc-two'), true);
+  t.equal(await reloads('success'), 3);
+});
+
+t.test('--watch-config-map: the pod-identity-webhook ConfigMap of --namespace gives roles; updates and deletion apply', async (t) => {
+  const NS = 'piw-system';
+  const config = (role: string): Record<string, string> => ({ config: JSON.stringify({ 'default/cm-sa': { RoleARN: role } }) });
+  const env = await setup(t, ['--watch-config-map', '--namespace', NS], (fake) => {
+    fake.serviceAccount('default', 'cm-sa');
+    fake.configMap(NS, 'pod-identity-webhook', config(roleFor('cm-first')));
+    // The same name in another namespace must be ignored.
+    fake.configMap('default', 'pod-identity-webhook', config(roleFor('wrong-namespace')));
+  });
+  const { fake, server } = env;
+  await waitReady(env);
+  const roleOf = async (): Promise<string> => {
+    const r = await admit(server.port, env.a, podOf('cm-sa'));
+    const env_ = r.patch.flatMap((op) => (Array.isArray(op.value) ? op.value : [op.value])) as Array<{ name?: string; value?: string }>;
+    return env_.find((e) => e?.name === 'AWS_ROLE_ARN')?.value ?? (r.patch.length === 0 ? 'no patch' : 'patch without AWS_ROLE_ARN');
+  };
+
+  t.equal(await roleOf(), roleFor('cm-first'), 'the unannotated ServiceAccount gets the ConfigMap role');
+  fake.configMap(NS, 'pod-identity-webhook', config(roleFor('cm-second')));
+  t.equal(await eventually(roleOf, (r) => r === roleFor('cm-second'), 'the updated role'), roleFor('cm-second'), 'an update changes the role');
+  fake.remove('configmaps', NS, 'pod-identity-webhook');
+  t.equal(await eventually(roleOf, (r) => r === 'no patch', 'no patch after deletion'), 'no patch', 'deleting the ConfigMap removes the role');
+  t.ok((await metric(server.metricsPort, 'pod_identity_webhook_config_reloads_total{source="config-map",result="success"}')) >= 3);
+});
+
+t.test('bad serve flags: exit 2 with one line on stderr', async (t) => {
+  const fake = await startFakeApiServer();
+  t.teardown(() => fake.close());
+  // Everything else is valid: were a bad flag accepted, the server would start (and be killed below).
+  const valid = ['--kubeconfig', fake.kubeconfigPath, '--tls-cert', serving.certFile, '--tls-key', serving.keyFile, '--port', '0', '--metrics-port', '0', '--bind-address', '127.0.0.1'];
+  const cases: Array<{ args: string[]; message: RegExp }> = [
+    { args: ['--tls-min-version', '9'], message: /tls-min-version 9/ },
+    { args: ['--port', '99999'], message: /99999/ },
+    { args: ['--metrics-port', '-1'], message: /-1/ },
+    { args: ['--log-level', 'loud'], message: /--log-level loud/ },
+    { args: ['--kubeconfig', '/nope'], message: /--kubeconfig \/nope/ },
+    { args: ['--shutdown-delay', 'soon'], message: /shutdown-delay/ },
+    { args: ['--tls-cipher-suites', 'TLS_NOT_A_SUITE'], message: /TLS_NOT_A_SUITE/ },
+  ];
+  const [cmd, ...rest] = SERVE_COMMAND;
+  await Promise.all(
+    cases.map(async (c) => {
+      const child = spawn(cmd, [...rest, ...valid, ...c.args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      let stdout = '';
+      child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+      child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+      const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+      clearTimeout(killer);
+      const name = c.args.join(' ');
+      t.equal(code, 2, `${name}: exit 2`);
+      t.equal(stderr.trimEnd().split('\n').length, 1, `${name}: one line (${JSON.stringify(stderr)})`);
+      t.match(stderr, /^error: /, `${name}: starts with "error: "`);
+      t.match(stderr, c.message, `${name}: names the problem`);
+      t.notMatch(stderr, /\n\s+at /, `${name}: no stack trace`);
+      t.notMatch(stdout, /webhook listening/, `${name}: nothing started`);
+    }),
+  );
+});

@@ -1,0 +1,597 @@
+import t, { type Test } from 'tap';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http, { type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { stringify } from 'yaml';
+import { type DoctorFlags, doctorCommand, renderText, runDoctor } from '../../src/cli/doctor.js';
+import { UsageError } from '../../src/cli/flags.js';
+import { type DoctorReport, podCredentials, privateIssuerProblem } from '../../src/doctor/checks.js';
+import { decodeCaBundle, selectorMatches, webhookMatchesPodCreate } from '../../src/doctor/webhook.js';
+import { DEFAULT_MUTATION_OPTIONS } from '../../src/config.js';
+import { createCA, createServingCertificate } from '../../src/tls/certificates.js';
+import { createTestPki } from '../helpers/tls.js';
+
+const ISSUER = 'https://oidc.example.com/cluster';
+const P = 'oidc.example.com/cluster';
+const ACCOUNT = '111122223333';
+const ROLE = `arn:aws:iam::${ACCOUNT}:role/shop-api`;
+const SUB = 'system:serviceaccount:shop:api';
+
+function trustPolicy(sub = SUB, account = ACCOUNT): string {
+  return JSON.stringify({
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Effect: 'Allow',
+        Principal: { Federated: `arn:aws:iam::${account}:oidc-provider/${P}` },
+        Action: 'sts:AssumeRoleWithWebIdentity',
+        Condition: { StringEquals: { [`${P}:sub`]: sub, [`${P}:aud`]: 'sts.amazonaws.com' } },
+      },
+    ],
+  });
+}
+
+function tmp(t: Test, files: Record<string, string> = {}): string {
+  const dir = mkdtempSync(join(tmpdir(), 'piw-doctor-'));
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { out, err, io: { stdout: (s: string) => out.push(s), stderr: (s: string) => err.push(s) } };
+}
+
+function statuses(report: DoctorReport): Record<string, string> {
+  return Object.fromEntries(report.checks.map((c) => [c.name, c.status]));
+}
+
+function check(report: DoctorReport, name: string) {
+  const c = report.checks.find((k) => k.name === name);
+  if (!c) throw new Error(`no check ${name} in ${report.checks.map((k) => k.name).join(', ')}`);
+  return c;
+}
+
+/** Offline flags with a policy file. */
+function offline(t: Test, more: Partial<DoctorFlags> = {}, policy = trustPolicy()): DoctorFlags {
+  const dir = tmp(t, { 'trust.json': policy });
+  return { namespace: 'shop', serviceAccount: 'api', issuer: ISSUER, trustPolicy: join(dir, 'trust.json'), roleArn: ROLE, offline: true, ...more };
+}
+
+/** Runs the command the way src/cli.ts does; returns the exit code and output. */
+async function cli(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
+  const c = capture();
+  const program = new Command('pod-identity-webhook').exitOverride().configureOutput({ writeErr: (s) => c.err.push(s.trimEnd()), writeOut: () => {} });
+  program.addCommand(doctorCommand(c.io).copyInheritedSettings(program));
+  const before = process.exitCode;
+  try {
+    await program.parseAsync(['node', 'cli', 'doctor', ...args]);
+    return { code: Number(process.exitCode ?? 0), out: c.out, err: c.err };
+  } catch (err) {
+    if (err instanceof CommanderError) return { code: err.exitCode === 0 ? 0 : 2, out: c.out, err: c.err };
+    if (err instanceof UsageError) return { code: 2, out: c.out, err: [...c.err, `error: ${err.message}`] };
+    throw err;
+  } finally {
+    process.exitCode = before;
+  }
+}
+
+// ------------------------------------------------------------------ offline
+
+t.test('offline: a trust policy that admits the ServiceAccount passes, and the pod\'s credentials are listed', async (t) => {
+  const c = capture();
+  const report = await runDoctor(offline(t), c.io);
+  t.equal(report.ok, true);
+  t.same(statuses(report), {
+    'service-account': 'skip',
+    'role-arn': 'ok',
+    audience: 'ok',
+    webhook: 'skip',
+    issuer: 'ok',
+    'trust-policy': 'ok',
+    accounts: 'ok',
+    pod: 'ok',
+  });
+  t.match(check(report, 'trust-policy').detail, `statement 1 allows sts:AssumeRoleWithWebIdentity to ${SUB}`);
+  t.same(report.pod?.env, [
+    { name: 'AWS_ROLE_ARN', value: ROLE },
+    { name: 'AWS_WEB_IDENTITY_TOKEN_FILE', value: '/var/run/secrets/eks.amazonaws.com/serviceaccount/token' },
+  ]);
+  t.match(report.pod?.volumes, [/^aws-iam-token: a projected ServiceAccount token \(audience sts.amazonaws.com, expiring after 86400 s, file token\) mounted at \/var\/run\/secrets\/eks.amazonaws.com\/serviceaccount$/]);
+  const text = c.out.join('\n');
+  t.match(text, /^ServiceAccount shop\/api \(token subject system:serviceaccount:shop:api\)$/m);
+  t.match(text, /^ok {3}trust-policy {5}statement 1 allows/m);
+  t.match(text, /^ +- env AWS_ROLE_ARN=arn:aws:iam::111122223333:role\/shop-api$/m);
+  t.match(text, /^All 6 checks that ran passed \(2 skipped\)\.$/m);
+});
+
+t.test('offline: a policy for another ServiceAccount fails with the sentence that says why', async (t) => {
+  const c = capture();
+  const report = await runDoctor(offline(t, {}, trustPolicy('system:serviceaccount:other:app')), c.io);
+  t.equal(report.ok, false);
+  const tp = check(report, 'trust-policy');
+  t.equal(tp.status, 'fail');
+  t.match(tp.detail, `condition StringEquals ${P}:sub = system:serviceaccount:other:app does not match ${SUB}`);
+  t.match(c.out.join('\n'), /^FAIL trust-policy/m);
+  t.match(c.out.at(-1), /^1 of 6 checks failed \(2 skipped\)\.$/);
+});
+
+t.test('offline: a provider of another issuer is named in the sentence', async (t) => {
+  const policy = trustPolicy().replace(`oidc-provider/${P}`, 'oidc-provider/other.example.com');
+  const report = await runDoctor(offline(t, {}, policy), capture().io);
+  t.match(check(report, 'trust-policy').detail, `the trust policy's Federated principal is arn:aws:iam::${ACCOUNT}:oidc-provider/other.example.com but this cluster's issuer is ${ISSUER}`);
+});
+
+t.test('offline: an issuer with a trailing slash still matches the provider', async (t) => {
+  const report = await runDoctor(offline(t, { issuer: `${ISSUER}/` }), capture().io);
+  t.equal(report.ok, true);
+});
+
+t.test('offline: the provider in another account fails the policy and warns about accounts', async (t) => {
+  const report = await runDoctor(offline(t, {}, trustPolicy(SUB, '444455556666')), capture().io);
+  t.equal(check(report, 'trust-policy').status, 'fail');
+  t.match(check(report, 'trust-policy').detail, 'is in account 444455556666 but the role is in account 111122223333');
+  t.equal(check(report, 'accounts').status, 'warn');
+  t.match(check(report, 'accounts').detail, 'STS only uses a provider of the role\'s own account');
+});
+
+t.test('offline: --audience is the token audience the policy is checked against', async (t) => {
+  const report = await runDoctor(offline(t, { audience: 'https://kubernetes.default.svc' }), capture().io);
+  t.equal(report.ok, false);
+  t.match(check(report, 'audience').detail, 'audience https://kubernetes.default.svc (--audience');
+  t.match(check(report, 'trust-policy').detail, `${P}:aud = sts.amazonaws.com does not match https://kubernetes.default.svc`);
+  t.match(report.pod?.volumes[0], 'audience https://kubernetes.default.svc');
+});
+
+t.test('offline: without --role-arn the ServiceAccount checks are skipped, the policy still runs', async (t) => {
+  const report = await runDoctor(offline(t, { roleArn: undefined }), capture().io);
+  t.equal(report.ok, true);
+  t.same(statuses(report), {
+    'service-account': 'skip',
+    'role-arn': 'skip',
+    audience: 'ok',
+    webhook: 'skip',
+    issuer: 'ok',
+    'trust-policy': 'ok',
+    accounts: 'skip',
+    pod: 'skip',
+  });
+  t.match(check(report, 'service-account').detail, 'no cluster and no --role-arn');
+  t.equal(report.pod, undefined);
+});
+
+t.test('offline: without --trust-policy the policy check is skipped with a hint', async (t) => {
+  const report = await runDoctor(offline(t, { trustPolicy: undefined }), capture().io);
+  t.equal(report.ok, true);
+  t.match(check(report, 'trust-policy').detail, 'aws iam get-role --role-name shop-api --query Role.AssumeRolePolicyDocument');
+});
+
+t.test('offline: a malformed --role-arn fails', async (t) => {
+  const report = await runDoctor(offline(t, { roleArn: 'arn:aws:iam::123:role/x' }), capture().io);
+  t.equal(check(report, 'role-arn').status, 'fail');
+  t.match(check(report, 'role-arn').detail, /^--role-arn "arn:aws:iam::123:role\/x" is not a role ARN of the form arn:<partition>:iam::<12-digit account>:role\/<name>$/);
+});
+
+t.test('offline: a cluster-internal issuer fails: STS cannot fetch its documents', async (t) => {
+  const report = await runDoctor(offline(t, { issuer: 'https://kubernetes.default.svc.cluster.local' }), capture().io);
+  t.equal(check(report, 'issuer').status, 'fail');
+  t.match(check(report, 'issuer').detail, 'is not a public name: STS fetches kubernetes.default.svc.cluster.local/.well-known/openid-configuration');
+});
+
+t.test('--output json prints { ok, checks } with the evaluator\'s steps', async (t) => {
+  const c = capture();
+  await runDoctor(offline(t, { output: 'json' }, trustPolicy('system:serviceaccount:other:app')), c.io);
+  t.equal(c.out.length, 1);
+  const doc = JSON.parse(c.out[0] as string) as DoctorReport;
+  t.equal(doc.ok, false);
+  t.equal(doc.subject, SUB);
+  const tp = doc.checks.find((k) => k.name === 'trust-policy');
+  t.equal(tp?.status, 'fail');
+  t.same(tp?.policy?.map((s) => [s.name, s.ok]), [['principal', true], ['action', true], ['condition', false], ['condition', true], ['decision', false]]);
+});
+
+t.test('usage errors: one line, exit 2', async (t) => {
+  const dir = tmp(t, { 'bad.json': '{"Statement": [{"Effect": "allow"}]}', 'notjson.json': 'Version: 1' });
+  const base = ['--offline', '--namespace', 'shop', '--service-account', 'api', '--issuer', ISSUER];
+  const cases: Array<[string, string[], RegExp]> = [
+    ['no --namespace', ['--offline', '--service-account', 'api', '--issuer', ISSUER], /^error: --namespace is required$/],
+    ['bad namespace', ['--offline', '--namespace', 'Shop', '--service-account', 'api', '--issuer', ISSUER], /--namespace "Shop" is not a valid namespace name/],
+    ['http issuer', [...base.slice(0, -1), 'http://oidc.example.com'], /--issuer "http:\/\/oidc.example.com" must be an https:\/\/ URL/],
+    ['no policy file', [...base, '--trust-policy', join(dir, 'missing.json')], /--trust-policy .*missing.json: cannot read: no such file/],
+    ['invalid policy', [...base, '--trust-policy', join(dir, 'bad.json')], /--trust-policy .*bad.json: Statement 1: Effect must be "Allow" or "Deny", not "allow"/],
+    ['not JSON', [...base, '--trust-policy', join(dir, 'notjson.json')], /--trust-policy .*notjson.json: the trust policy is not JSON/],
+    ['no cluster and no issuer', ['--offline', '--namespace', 'shop', '--service-account', 'api'], /no cluster: give --kubeconfig or --kube-api/],
+    ['--offline with --kubeconfig', [...base, '--kubeconfig', join(dir, 'kc')], /--offline does not go with --kubeconfig/],
+    ['--role-arn with a cluster', ['--namespace', 'shop', '--service-account', 'api', '--kube-api', 'http://127.0.0.1:1', '--role-arn', ROLE], /--role-arn is for offline checks/],
+    ['missing kubeconfig', ['--namespace', 'shop', '--service-account', 'api', '--kubeconfig', join(dir, 'kc')], /--kubeconfig .*kc: no such file/],
+    ['bad annotation prefix', [...base, '--annotation-prefix', 'a/b'], /--annotation-prefix "a\/b"/],
+    ['bad timeout', [...base, '--timeout', 'soon'], /expected a duration/],
+  ];
+  for (const [name, args, message] of cases) {
+    const r = await cli(args);
+    t.equal(r.code, 2, name);
+    t.equal(r.err.length, 1, `${name}: one line`);
+    t.match(r.err[0], message, name);
+  }
+  const r = await cli([...base, '--output', 'yaml']);
+  t.equal(r.code, 2, 'commander refuses an unknown --output');
+});
+
+t.test('exit codes: 0 when every check that ran passed, 1 otherwise', async (t) => {
+  const dir = tmp(t, { 'good.json': trustPolicy(), 'other.json': trustPolicy('system:serviceaccount:x:y') });
+  const base = ['--offline', '--namespace', 'shop', '--service-account', 'api', '--issuer', ISSUER, '--role-arn', ROLE];
+  const good = await cli([...base, '--trust-policy', join(dir, 'good.json')]);
+  t.equal(good.code, 0);
+  t.same(good.err, []);
+  const bad = await cli([...base, '--trust-policy', join(dir, 'other.json')]);
+  t.equal(bad.code, 1);
+  t.same(bad.err, [], 'a failed check is output, not an error');
+});
+
+t.test('renderText aligns names and indents details', async (t) => {
+  const lines = renderText({
+    ok: false,
+    namespace: 'a',
+    serviceAccount: 'b',
+    subject: 'system:serviceaccount:a:b',
+    checks: [
+      { name: 'x', status: 'ok', detail: 'one' },
+      { name: 'longer-name', status: 'fail', detail: 'two', details: ['why'] },
+      { name: 'w', status: 'warn', detail: 'three' },
+    ],
+  });
+  t.same(lines, [
+    'ServiceAccount a/b (token subject system:serviceaccount:a:b)',
+    '',
+    'ok   x            one',
+    'FAIL longer-name  two',
+    '                  - why',
+    'warn w            three',
+    '',
+    '1 of 3 checks failed (1 warning(s)).',
+  ]);
+});
+
+// ------------------------------------------------------------------ pieces
+
+t.test('podCredentials: nothing without a role, the engine\'s env and volume with one', async (t) => {
+  const none = podCredentials('shop', 'api', { warnings: [] }, DEFAULT_MUTATION_OPTIONS);
+  t.same(none, { env: [], volumes: [], warnings: [] });
+  const some = podCredentials('shop', 'api', { roleArn: ROLE, audience: 'custom', tokenExpiration: 3600, warnings: [] }, DEFAULT_MUTATION_OPTIONS);
+  t.same(some.env.map((e) => e.name), ['AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE']);
+  t.match(some.volumes[0], 'audience custom, expiring after 3600 s');
+});
+
+t.test('webhook rules and selectors', async (t) => {
+  const rule = { operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] };
+  t.ok(webhookMatchesPodCreate({ name: 'w', sideEffects: 'None', admissionReviewVersions: ['v1'], clientConfig: {}, rules: [rule] }));
+  const variants: Array<[string, object, boolean]> = [
+    ['wildcards', { operations: ['*'], apiGroups: ['*'], apiVersions: ['*'], resources: ['*'] }, true],
+    ['*/*', { ...rule, resources: ['*/*'] }, true],
+    ['UPDATE only', { ...rule, operations: ['UPDATE'] }, false],
+    ['pods/* is subresources only', { ...rule, resources: ['pods/*'] }, false],
+    ['apps group', { ...rule, apiGroups: ['apps'] }, false],
+    ['cluster scope', { ...rule, scope: 'Cluster' }, false],
+  ];
+  for (const [name, r, want] of variants) {
+    t.equal(webhookMatchesPodCreate({ name: 'w', sideEffects: 'None', admissionReviewVersions: ['v1'], clientConfig: {}, rules: [r] }), want, name);
+  }
+  const labels = { 'kubernetes.io/metadata.name': 'shop', team: 'a' };
+  t.ok(selectorMatches(undefined, labels));
+  t.ok(selectorMatches({}, labels));
+  t.ok(selectorMatches({ matchLabels: { team: 'a' } }, labels));
+  t.notOk(selectorMatches({ matchLabels: { team: 'b' } }, labels));
+  t.ok(selectorMatches({ matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['pod-identity-webhook'] }] }, labels));
+  t.notOk(selectorMatches({ matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['shop'] }] }, labels));
+  t.ok(selectorMatches({ matchExpressions: [{ key: 'x', operator: 'DoesNotExist' }] }, labels));
+  t.notOk(selectorMatches({ matchExpressions: [{ key: 'x', operator: 'Exists' }] }, labels));
+  t.notOk(selectorMatches({ matchExpressions: [{ key: 'team', operator: 'In', values: ['b', 'c'] }] }, labels));
+});
+
+t.test('caBundle decoding and private issuers', async (t) => {
+  t.same(decodeCaBundle(undefined), { problem: 'it has no caBundle' });
+  t.same(decodeCaBundle(Buffer.from('hello').toString('base64')), { problem: 'its caBundle is not a base64-encoded PEM certificate' });
+  const pki = createTestPki();
+  t.teardown(() => rmSync(pki.dir, { recursive: true, force: true }));
+  t.equal(decodeCaBundle(Buffer.from(pki.caCert).toString('base64')).certificate?.ca, true);
+
+  for (const issuer of ['https://kubernetes.default.svc', 'https://kubernetes.default.svc.cluster.local', 'https://10.0.0.1:6443', 'https://localhost', 'https://api.internal', 'https://[fd00::1]']) {
+    t.ok(privateIssuerProblem(issuer), issuer);
+  }
+  for (const issuer of ['https://oidc.example.com/cluster', 'https://s3.eu-west-1.amazonaws.com/bucket', 'https://8.8.8.8']) {
+    t.equal(privateIssuerProblem(issuer), undefined, issuer);
+  }
+});
+
+// ------------------------------------------------------------------ with a cluster
+
+interface FakeCluster {
+  kubeconfig: string;
+  serviceAccounts: Map<string, Record<string, string> | undefined>;
+  webhookConfigs: Map<string, object>;
+  namespaceLabels: Map<string, Record<string, string>>;
+  proxy: { status: number; body: string };
+  issuer: string;
+  paths: string[];
+}
+
+/** Just the reads doctor makes, over plain http with a bearer token. */
+async function fakeCluster(t: Test): Promise<FakeCluster> {
+  const state: FakeCluster = {
+    kubeconfig: '',
+    serviceAccounts: new Map(),
+    webhookConfigs: new Map(),
+    namespaceLabels: new Map(),
+    proxy: { status: 200, body: 'ok\n' },
+    issuer: ISSUER,
+    paths: [],
+  };
+  const notFound = { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404, message: 'not found' };
+  const server: Server = http.createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    state.paths.push(path);
+    const json = (code: number, body: unknown): void => {
+      res.writeHead(code, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (req.headers.authorization !== 'Bearer doctor-token') return json(401, { kind: 'Status', code: 401, message: 'Unauthorized' });
+    let m: RegExpExecArray | null;
+    if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts\/([^/]+)$/.exec(path))) {
+      const key = `${m[1]}/${m[2]}`;
+      if (!state.serviceAccounts.has(key)) return json(404, notFound);
+      const annotations = state.serviceAccounts.get(key);
+      return json(200, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { namespace: m[1], name: m[2], ...(annotations ? { annotations } : {}) } });
+    }
+    if ((m = /^\/apis\/admissionregistration.k8s.io\/v1\/mutatingwebhookconfigurations\/([^/]+)$/.exec(path))) {
+      const config = state.webhookConfigs.get(m[1] as string);
+      return config ? json(200, config) : json(404, notFound);
+    }
+    if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/services\/([^/]+)\/proxy\/healthz$/.exec(path))) {
+      res.writeHead(state.proxy.status, { 'Content-Type': state.proxy.status === 200 ? 'text/plain' : 'application/json' });
+      return res.end(state.proxy.body);
+    }
+    if ((m = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(path))) {
+      const labels = state.namespaceLabels.get(m[1] as string) ?? { 'kubernetes.io/metadata.name': m[1] as string };
+      return json(200, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: m[1], labels } });
+    }
+    if (path === '/.well-known/openid-configuration' && state.issuer === '') return json(404, notFound);
+    if (path === '/.well-known/openid-configuration') return json(200, { issuer: state.issuer, jwks_uri: `${state.issuer}/openid/v1/jwks` });
+    if (path === '/openid/v1/jwks') return json(200, { keys: [{ kty: 'RSA', kid: 'k', n: 'AQAB', e: 'AQAB', use: 'sig', alg: 'RS256' }] });
+    return json(404, notFound);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  state.kubeconfig = kubeconfigFor(t, (server.address() as AddressInfo).port);
+  return state;
+}
+
+/** client-node refuses plain http unless TLS verification is (pointlessly) switched off. */
+function kubeconfigFor(t: Test, port: number): string {
+  const path = join(tmp(t), 'kubeconfig');
+  writeFileSync(
+    path,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'fake', cluster: { server: `http://127.0.0.1:${port}`, 'insecure-skip-tls-verify': true } }],
+      users: [{ name: 'fake', user: { token: 'doctor-token' } }],
+      contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'fake' } }],
+      'current-context': 'fake',
+    }),
+  );
+  return path;
+}
+
+function webhookConfig(clientConfig: object, more: object = {}): object {
+  return {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: { name: 'pod-identity-webhook' },
+    webhooks: [
+      {
+        name: 'pod-identity-webhook.amazonaws.com',
+        clientConfig,
+        rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }],
+        failurePolicy: 'Ignore',
+        sideEffects: 'None',
+        admissionReviewVersions: ['v1'],
+        namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['pod-identity-webhook'] }] },
+        ...more,
+      },
+    ],
+  };
+}
+
+/** An HTTPS webhook endpoint on 127.0.0.1 with a certificate from `pki`. */
+async function webhookEndpoint(t: Test, cert: { cert: string; key: string }): Promise<string> {
+  const server = createHttpsServer({ cert: cert.cert, key: cert.key }, (req, res) => {
+    res.writeHead(req.url === '/healthz' ? 200 : 404, { 'Content-Type': 'text/plain' });
+    res.end('ok\n');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return `https://127.0.0.1:${(server.address() as AddressInfo).port}/mutate`;
+}
+
+const b64 = (s: string): string => Buffer.from(s).toString('base64');
+
+t.test('cluster: everything in order (url webhook), policy checked against the discovered issuer', async (t) => {
+  const pki = createTestPki();
+  t.teardown(() => rmSync(pki.dir, { recursive: true, force: true }));
+  const url = await webhookEndpoint(t, pki.issue('webhook'));
+  const cluster = await fakeCluster(t);
+  cluster.serviceAccounts.set('shop/api', { 'eks.amazonaws.com/role-arn': ROLE });
+  cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig({ url, caBundle: b64(pki.caCert) }));
+  const dir = tmp(t, { 'trust.json': trustPolicy() });
+
+  const c = capture();
+  const report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig, trustPolicy: join(dir, 'trust.json') }, c.io);
+  t.same(report.checks.map((k) => [k.name, k.status]), [
+    ['service-account', 'ok'],
+    ['role-arn', 'ok'],
+    ['audience', 'ok'],
+    ['webhook-config', 'ok'],
+    ['webhook-rules', 'ok'],
+    ['ca-bundle', 'ok'],
+    ['webhook-answers', 'ok'],
+    ['issuer', 'ok'],
+    ['trust-policy', 'ok'],
+    ['accounts', 'ok'],
+    ['pod', 'ok'],
+  ], c.out.join('\n'));
+  t.equal(report.ok, true);
+  t.match(check(report, 'role-arn').detail, `annotation eks.amazonaws.com/role-arn is ${ROLE}`);
+  t.match(check(report, 'webhook-rules').detail, 'is called for pod CREATE in namespace shop (failurePolicy Ignore)');
+  t.match(check(report, 'ca-bundle').detail, 'the caBundle holds a CA certificate: subject CN=test-ca');
+  t.match(check(report, 'webhook-answers').detail, /answered HTTP 200 to GET \/healthz over TLS that the caBundle verifies \(subject CN=webhook, SANs IP:127.0.0.1, DNS:localhost/);
+  t.match(check(report, 'issuer').detail, `the API server's issuer is ${ISSUER} (from its discovery document; it serves 1 key(s))`);
+  t.ok(cluster.paths.includes('/.well-known/openid-configuration'), 'the issuer came from discovery');
+});
+
+t.test('cluster: a caBundle that does not verify the serving certificate says which certificate was presented', async (t) => {
+  const pki = createTestPki();
+  const otherPki = createTestPki();
+  t.teardown(() => {
+    rmSync(pki.dir, { recursive: true, force: true });
+    rmSync(otherPki.dir, { recursive: true, force: true });
+  });
+  const url = await webhookEndpoint(t, pki.issue('served', { cn: 'served-by-old-ca' }));
+  const cluster = await fakeCluster(t);
+  cluster.serviceAccounts.set('shop/api', { 'eks.amazonaws.com/role-arn': ROLE });
+  cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig({ url, caBundle: b64(otherPki.caCert) }));
+
+  const report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
+  t.equal(report.ok, false);
+  const answers = check(report, 'webhook-answers');
+  t.equal(answers.status, 'fail');
+  t.match(answers.detail, /^the caBundle does not verify the serving certificate at 127.0.0.1:\d+ \(it was not issued by the caBundle's CA\); it presented subject CN=served-by-old-ca, SANs IP:127.0.0.1, DNS:localhost, issued by CN=test-ca, valid until \d{4}-/);
+  t.match(check(report, 'pod').detail, 'but only once the webhook problems above are fixed');
+});
+
+t.test('cluster: a serving certificate for another name, and an expired one', async (t) => {
+  const DAY = 86_400_000;
+  const ca = await createCA({ keyType: 'ec', notAfter: new Date(Date.now() + 30 * DAY) });
+  const svcName = 'pod-identity-webhook.pod-identity-webhook.svc';
+  const other = await createServingCertificate(ca, { keyType: 'ec', dnsNames: [svcName], ipAddresses: [], notAfter: new Date(Date.now() + DAY) });
+  const cluster = await fakeCluster(t);
+  cluster.serviceAccounts.set('shop/api', { 'eks.amazonaws.com/role-arn': ROLE });
+  cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig({ url: await webhookEndpoint(t, other), caBundle: b64(ca.cert) }));
+  let report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
+  t.equal(check(report, 'webhook-answers').status, 'fail');
+  t.match(check(report, 'webhook-answers').detail, `verifies with the caBundle but is not for 127.0.0.1; it presented subject CN=${svcName}, SANs DNS:${svcName}`);
+
+  const expired = await createServingCertificate(ca, {
+    keyType: 'ec', dnsNames: [], ipAddresses: ['127.0.0.1'], now: new Date(Date.now() - 3 * DAY), notAfter: new Date(Date.now() - DAY),
+  });
+  cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig({ url: await webhookEndpoint(t, expired), caBundle: b64(ca.cert) }));
+  report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
+  t.match(check(report, 'webhook-answers').detail, /the caBundle does not verify the serving certificate at 127\.0\.0\.1:\d+ \(it has expired\); it presented .*, expired on /);
+});
+
+t.test('cluster: service webhooks are asked through the API server\'s service proxy', async (t) => {
+  const pki = createTestPki();
+  t.teardown(() => rmSync(pki.dir, { recursive: true, force: true }));
+  const cluster = await fakeCluster(t);
+  cluster.serviceAccounts.set('shop/api', { 'eks.amazonaws.com/role-arn': ROLE, 'eks.amazonaws.com/audience': 'custom-aud' });
+  const service = { service: { namespace: 'pod-identity-webhook', name: 'pod-identity-webhook', path: '/mutate', port: 443 }, caBundle: b64(pki.caCert) };
+  cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig(service));
+
+  const ok = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
+  t.equal(check(ok, 'webhook-answers').status, 'ok');
+  t.match(check(ok, 'webhook-answers').detail, 'the Service pod-identity-webhook/pod-identity-webhook port 443 answered /healthz through the API server\'s service proxy');
+  t.ok(cluster.paths.includes('/api/v1/namespaces/pod-identity-webhook/services/https:pod-identity-webhook:443/proxy/healthz'));
+  t.match(check(ok, 'audience').detail, 'audience custom-aud (annotation eks.amazonaws.com/audience)');
+  t.equal(check(ok, 'trust-policy').status, 'skip');
+
+  cluster.proxy = { status: 503, body: JSON.stringify({ kind: 'Status', code: 503, message: 'no endpoints available for service "pod-identity-webhook"' }) };
+  const down = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
+  t.equal(down.ok, false);
+  t.match(check(down, 'webhook-answers').detail, 'does not answer through the API server\'s service proxy: HTTP 503: no endpoints available for service "pod-identity-webhook"');
+});
+
+t.test('cluster: what is missing, one failure at a time', async (t) => {
+  const pki = createTestPki();
+  t.teardown(() => rmSync(pki.dir, { recursive: true, force: true }));
+  const service = { service: { namespace: 'pod-identity-webhook', name: 'pod-identity-webhook', port: 443 }, caBundle: b64(pki.caCert) };
+  const cluster = await fakeCluster(t);
+  const run = () => runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
+  cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig(service));
+
+  let report = await run();
+  t.match(check(report, 'service-account').detail, 'ServiceAccount shop/api does not exist');
+  t.equal(check(report, 'pod').detail, 'nothing: ServiceAccount shop/api does not exist');
+
+  cluster.serviceAccounts.set('shop/api', { 'eks.amazonaws.com/token-expiration': 'soon' });
+  report = await run();
+  t.equal(check(report, 'role-arn').status, 'fail');
+  t.match(check(report, 'role-arn').detail, 'has no eks.amazonaws.com/role-arn annotation, so the webhook gives its pods nothing');
+  t.equal(check(report, 'annotations').status, 'warn');
+  t.match(check(report, 'annotations').details, [/token-expiration="soon" is not a whole number/]);
+  t.equal(check(report, 'pod').detail, 'nothing: the ServiceAccount has no eks.amazonaws.com/role-arn annotation');
+
+  cluster.serviceAccounts.set('shop/api', { 'eks.amazonaws.com/role-arn': ROLE });
+  cluster.webhookConfigs.clear();
+  report = await run();
+  t.match(check(report, 'webhook-config').detail, 'MutatingWebhookConfiguration pod-identity-webhook does not exist');
+  report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig, webhookConfig: 'other' }, capture().io);
+  t.match(check(report, 'webhook-config').detail, 'MutatingWebhookConfiguration other does not exist');
+
+  cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig(service, { rules: [{ operations: ['UPDATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }] }));
+  report = await run();
+  t.match(check(report, 'webhook-rules').detail, 'has a rule for CREATE of pods');
+
+  cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig(service));
+  cluster.namespaceLabels.set('shop', { 'kubernetes.io/metadata.name': 'shop' });
+  const excluded = await runDoctor({ namespace: 'pod-identity-webhook', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
+  t.match(check(excluded, 'webhook-rules').detail, 'its namespaceSelector excludes namespace pod-identity-webhook');
+
+  cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig(service, { objectSelector: { matchLabels: { 'irsa': 'on' } } }));
+  report = await run();
+  t.match(check(report, 'webhook-rules').detail, 'its objectSelector requires pod labels');
+
+  cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig({ service: service.service }));
+  report = await run();
+  t.equal(check(report, 'ca-bundle').status, 'fail');
+  t.match(check(report, 'ca-bundle').detail, 'it has no caBundle, so the API server cannot verify it (run `pod-identity-webhook certs --patch-webhook pod-identity-webhook`');
+
+  cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig(service));
+  cluster.issuer = 'https://kubernetes.default.svc.cluster.local';
+  const dir = tmp(t, { 'trust.json': trustPolicy() });
+  report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig, trustPolicy: join(dir, 'trust.json') }, capture().io);
+  t.equal(check(report, 'issuer').status, 'fail');
+  t.match(check(report, 'issuer').detail, 'the API server\'s issuer https://kubernetes.default.svc.cluster.local will not work');
+  t.match(check(report, 'trust-policy').detail, 'this cluster\'s issuer is https://kubernetes.default.svc.cluster.local');
+
+  cluster.issuer = '';
+  report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig, trustPolicy: join(dir, 'trust.json') }, capture().io);
+  t.match(check(report, 'issuer').detail, 'cannot learn the issuer: GET /.well-known/openid-configuration: HTTP 404: not found (is ServiceAccountIssuerDiscovery enabled');
+  t.match(check(report, 'trust-policy').detail, 'not checked: the issuer is unknown');
+
+  // --issuer overrides discovery.
+  report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig, trustPolicy: join(dir, 'trust.json'), issuer: ISSUER }, capture().io);
+  t.equal(check(report, 'trust-policy').status, 'ok');
+  t.equal(report.ok, true);
+});
+
+t.test('cluster: an API server that does not answer is reported within the timeout', async (t) => {
+  const server = http.createServer(() => {}); // never answers
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  const started = Date.now();
+  const report = await runDoctor(
+    { namespace: 'shop', serviceAccount: 'api', kubeconfig: kubeconfigFor(t, (server.address() as AddressInfo).port), timeout: 200 },
+    capture().io,
+  );
+  t.ok(Date.now() - started < 5000, 'does not hang');
+  t.match(check(report, 'service-account').detail, 'no answer within 0.2 s');
+  t.match(check(report, 'issuer').detail, 'no answer within 0.2 s');
+});
