@@ -7,6 +7,7 @@ import { mutateCommand, type CommandIO } from './cli/mutate.js';
 import { serveCommand } from './cli/serve.js';
 import { certsCommand } from './cli/certs.js';
 import { oidcCommand } from './cli/oidc.js';
+import { doctorCommand } from './cli/doctor.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -22,7 +23,7 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .showSuggestionAfterError(true);
-  for (const cmd of [mutateCommand(io), serveCommand(), certsCommand(io), oidcCommand(io)]) {
+  for (const cmd of [mutateCommand(io), serveCommand(), certsCommand(io), oidcCommand(io), doctorCommand(io)]) {
     // Subcommands share the program's error handling: usage errors exit 2.
     program.addCommand(cmd.copyInheritedSettings(program));
   }
