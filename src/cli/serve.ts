@@ -1,6 +1,6 @@
 // `serve`: the admission webhook the API server calls.
 import { readFileSync } from 'node:fs';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import pino from 'pino';
 import { SERVER_DEFAULTS as S } from '../config.js';
 import { loadKubeConfig } from '../kube/client.js';
@@ -125,7 +125,7 @@ export function serveCommand(): Command {
     .option('--resync-period <duration>', 'accepted for compatibility; the cache re-lists only when the watch requires it', durationFlag, S.resyncPeriodSeconds * 1000)
     .option('--service-account-lookup-grace-period <duration>', 'how long a pod waits for a ServiceAccount missing from the cache', durationFlag, S.serviceAccountLookupGracePeriodMs)
     .option('--enable-debugging-handlers [bool]', 'serve /debug/alpha/cache on the metrics port', boolFlag, false)
-    .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')}`, S.logLevel)
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(S.logLevel))
     .option('--max-request-body-bytes <bytes>', 'larger admission requests get 413', nonNegativeIntFlag, S.bodyLimitBytes)
     .option('--shutdown-timeout <duration>', 'how long in-flight requests may take after SIGTERM', durationFlag, S.shutdownTimeoutMs)
     .option('--shutdown-delay <duration>', 'after SIGTERM, keep serving (unready) this long so endpoints update first', durationFlag, 0);

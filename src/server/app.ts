@@ -21,6 +21,8 @@ export interface WebhookAppOptions {
   logger: Logger;
   bodyLimit: number;
   readiness: () => Readiness;
+  /** True while shutting down: responses then close their connection. */
+  draining?: () => boolean;
   random?: () => number;
 }
 
@@ -124,6 +126,14 @@ export async function buildWebhookApp(o: WebhookAppOptions) {
       done(Object.assign(err as Error, { statusCode: 400 }), undefined);
     }
   });
+  // While draining, every response closes its connection (as Go's Shutdown does),
+  // so keep-alive clients reconnect elsewhere instead of reusing a closing server.
+  if (o.draining) {
+    const draining = o.draining;
+    app.addHook('onSend', async (_request, reply) => {
+      if (draining()) void reply.header('connection', 'close');
+    });
+  }
   await app.register(admissionRoutes, o);
   await app.register(healthRoutes, o);
   return app;

@@ -63,6 +63,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
   const metrics = createMetrics();
   let certificateLoaded = false;
   let shuttingDown = false;
+  let draining = false;
 
   const baseTls: SecureContextOptions = { minVersion: o.tls.minVersion ?? 'TLSv1.2' };
   if (o.tls.ciphers) baseTls.ciphers = o.tls.ciphers;
@@ -118,6 +119,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
       if (shuttingDown) reasons.push('shutting down');
       return { ready: reasons.length === 0, reasons };
     },
+    draining: () => draining,
   });
 
   const tlsWatch: FileWatch = watchFiles(
@@ -160,7 +162,16 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
         }, o.shutdownTimeoutMs);
         t.unref();
       });
-      await Promise.race([app.close(), deadline]);
+      draining = true;
+      // app.close() closes idle keep-alive connections once; connections busy at
+      // that moment become idle later and would hold close() open until the
+      // client gives up, so keep closing idle ones until everything is done.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), 250);
+      try {
+        await Promise.race([app.close(), deadline]);
+      } finally {
+        clearInterval(sweep);
+      }
       tlsWatch.close();
       await metricsApp.close();
       await identities.stop();

@@ -417,7 +417,7 @@ t.test('bad serve flags: exit 2 with one line on stderr', async (t) => {
     { args: ['--tls-min-version', '9'], message: /tls-min-version 9/ },
     { args: ['--port', '99999'], message: /99999/ },
     { args: ['--metrics-port', '-1'], message: /-1/ },
-    { args: ['--log-level', 'loud'], message: /--log-level loud/ },
+    { args: ['--log-level', 'loud'], message: /--log-level.*'?loud'?/ },
     { args: ['--kubeconfig', '/nope'], message: /--kubeconfig \/nope/ },
     { args: ['--shutdown-delay', 'soon'], message: /shutdown-delay/ },
     { args: ['--tls-cipher-suites', 'TLS_NOT_A_SUITE'], message: /TLS_NOT_A_SUITE/ },
