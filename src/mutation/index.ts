@@ -17,7 +17,8 @@ export interface MutationResult {
 }
 
 export function serviceAccountNameOf(pod: V1Pod): string {
-  return pod.spec?.serviceAccountName || 'default';
+  const name: unknown = pod.spec?.serviceAccountName;
+  return typeof name === 'string' && name !== '' ? name : 'default';
 }
 
 export function mutatePod(

@@ -37,6 +37,18 @@ interface Plan {
   skip: ReadonlySet<string>;
 }
 
+/** The pod comes from outside: a field that should be a list but is not counts as empty. */
+function list<T>(value: T[] | undefined): T[] {
+  return Array.isArray(value) ? value : [];
+}
+
+/** An annotation's value, or undefined when it is absent or not a string. */
+function stringValue(map: unknown, key: string): string | undefined {
+  if (typeof map !== 'object' || map === null) return undefined;
+  const v = (map as Record<string, unknown>)[key];
+  return typeof v === 'string' ? v : undefined;
+}
+
 /** RFC 6901: "~" and "/" in a key are escaped. */
 export function pointerToken(key: string): string {
   return key.replace(/~/g, '~0').replace(/\//g, '~1');
@@ -116,19 +128,19 @@ function containerOps(container: V1Container, path: string, plan: Plan, warnings
 
 /** Pod annotations that refine the mutation: token-expiration and skip-containers. */
 function podAnnotations(pod: V1Pod, prefix: string, warnings: string[]): { expiration?: number; skip: Set<string> } {
-  const annotations = pod.metadata?.annotations ?? {};
+  const annotations = pod.metadata?.annotations;
   const result: { expiration?: number; skip: Set<string> } = { skip: new Set() };
   const expirationKey = `${prefix}/${ANNOTATION.tokenExpiration}`;
-  const expiration = annotations[expirationKey];
+  const expiration = stringValue(annotations, expirationKey);
   if (expiration !== undefined) {
     const value = parseTokenExpirationAnnotation(expirationKey, expiration, warnings);
     if (value !== undefined) result.expiration = value;
   }
   const skipKey = `${prefix}/${ANNOTATION.skipContainers}`;
-  const skip = annotations[skipKey];
+  const skip = stringValue(annotations, skipKey);
   if (skip !== undefined) {
     const names = parseNameList(skip);
-    const known = new Set([...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].map((c) => c?.name));
+    const known = new Set([...list(pod.spec?.initContainers), ...list(pod.spec?.containers)].map((c) => c?.name));
     for (const name of names) {
       if (!known.has(name)) warnings.push(`annotation ${skipKey} names "${name}", which is not a container of this pod`);
       result.skip.add(name);
@@ -182,7 +194,7 @@ export function buildPodPatch(
     const labels = pod.metadata?.labels;
     if (!labels) {
       patch.push({ op: 'add', path: '/metadata/labels', value: { [POD_IDENTITY_LABEL]: 'enabled' } });
-    } else if (labels[POD_IDENTITY_LABEL] !== 'enabled') {
+    } else if (stringValue(labels, POD_IDENTITY_LABEL) !== 'enabled') {
       patch.push({ op: 'add', path: `/metadata/labels/${pointerToken(POD_IDENTITY_LABEL)}`, value: 'enabled' });
     }
   } else {
@@ -200,7 +212,7 @@ export function buildPodPatch(
     volume = projectedTokenVolume(WEB_IDENTITY_VOLUME_NAME, identity.audience, expiration, WEB_IDENTITY_TOKEN_FILE);
   }
 
-  const existing = spec?.volumes?.find((v) => v?.name === plan.volumeName);
+  const existing = list(spec?.volumes).find((v) => v?.name === plan.volumeName);
   if (!existing) {
     patch.push(...appendOps(spec?.volumes, '/spec/volumes', [volume]));
   } else if (!existing.projected?.sources?.some((s) => s?.serviceAccountToken)) {
@@ -212,8 +224,8 @@ export function buildPodPatch(
     ['containers', spec?.containers],
   ] as const;
   for (const [field, containers] of lists) {
-    (containers ?? []).forEach((container, i) => {
-      if (!container || plan.skip.has(container.name)) return;
+    list(containers).forEach((container, i) => {
+      if (typeof container !== 'object' || container === null || plan.skip.has(container.name)) return;
       patch.push(...containerOps(container, `/spec/${field}/${i}`, plan, warnings));
     });
   }
