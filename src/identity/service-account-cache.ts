@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { SERVER_DEFAULTS } from '../config.js';
 import { type BackoffOptions, type ReflectorEvents, type ReflectorHandlers, createReflector } from '../kube/reflector.js';
 import { getJson } from '../kube/reflector-request.js';
-import { type ServiceAccountSettings, parseServiceAccountAnnotations } from './service-account.js';
+import { NO_SETTINGS, type ServiceAccountSettings, parseServiceAccountAnnotations } from './service-account.js';
 
 /** The fields of a ServiceAccount read here; the rest of the JSON is dropped with the event. */
 export interface ServiceAccountObject {
@@ -31,6 +31,8 @@ export interface ServiceAccountStore {
   /** Stores settings read outside the watch (a direct GET). */
   set(namespace: string, name: string, settings: ServiceAccountSettings): void;
   size(): number;
+  /** ServiceAccounts with annotations of ours, for the debug handler. */
+  annotated(): Array<[string, ServiceAccountSettings]>;
   /** Calls `listener` on every upsert (settings) or removal (undefined) of the key until the returned function is called. */
   listen(namespace: string, name: string, listener: Listener): () => void;
   /** Resolves with the settings once the key is present, or undefined after timeoutMs. */
@@ -87,6 +89,7 @@ export function createServiceAccountStore(annotationPrefix: string): ServiceAcco
     get: (namespace, name) => entries.get(keyOf(namespace, name)),
     set: (namespace, name, settings) => put(keyOf(namespace, name), settings, false),
     size: () => entries.size,
+    annotated: () => [...entries].filter(([, settings]) => settings !== NO_SETTINGS),
     listen(namespace, name, listener) {
       const key = keyOf(namespace, name);
       let set = listeners.get(key);
@@ -149,6 +152,7 @@ export interface ServiceAccountCache {
   /** The hot path: synchronous, no Promise. */
   get(namespace: string, name: string): ServiceAccountSettings | undefined;
   size(): number;
+  annotated(): Array<[string, ServiceAccountSettings]>;
   /** get(), or on a miss the first of the watch and a direct GET, within the grace period. */
   lookup(namespace: string, name: string): Promise<LookupResult>;
   waitFor(namespace: string, name: string, timeoutMs: number): Promise<ServiceAccountSettings | undefined>;
@@ -299,6 +303,7 @@ export function createServiceAccountCache(options: ServiceAccountCacheOptions): 
     waitForSync: () => reflector.waitForSync(),
     get: store.get,
     size: store.size,
+    annotated: store.annotated,
     lookup,
     waitFor: store.waitFor,
   };

@@ -96,6 +96,7 @@ export function startIdentityRuntime(o: IdentityRuntimeOptions): IdentityRuntime
     cacheSize: () => serviceAccounts.size(),
     debugSnapshot: () => ({
       serviceAccounts: serviceAccounts.size(),
+      annotated: Object.fromEntries(serviceAccounts.annotated()),
       configMap: configMap ? Object.fromEntries(configMap.current()) : undefined,
       containerCredentials: identitiesFile ? [...identitiesFile.current()] : undefined,
     }),
