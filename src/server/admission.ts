@@ -80,12 +80,16 @@ function isPodCreate(r: AdmissionRequest): boolean {
   return r.operation === 'CREATE' && !r.subResource && (r.kind?.kind === 'Pod' || r.resource?.resource === 'pods') && (r.kind?.group ?? '') === '';
 }
 
-export async function reviewAdmission(
+/**
+ * Synchronous when the ServiceAccount is cached (the usual case), so the hot
+ * path allocates no Promise; a Promise only while a cache miss is looked up.
+ */
+export function reviewAdmission(
   body: unknown,
   identities: IdentityProvider,
   options: MutationOptions,
   random?: () => number,
-): Promise<ReviewOutcome> {
+): ReviewOutcome | Promise<ReviewOutcome> {
   const { apiVersion, request } = readRequest(body);
   const uid = request.uid;
   if (!isPodCreate(request)) {
@@ -95,11 +99,25 @@ export async function reviewAdmission(
     throw new BadReviewError('request.object is not a Pod with a spec');
   }
   const pod = request.object as V1Pod;
-  const namespace = request.namespace || pod.metadata?.namespace || 'default';
+  const namespace = (typeof request.namespace === 'string' && request.namespace) || pod.metadata?.namespace || 'default';
   const name = serviceAccountNameOf(pod);
   const found = identities.serviceAccount(namespace, name);
-  const lookup = found instanceof Promise ? await found : found;
+  const admit = (lookup: ServiceAccountLookup): ReviewOutcome =>
+    admitPod(apiVersion, uid, pod, namespace, name, lookup, identities, options, random);
+  return found instanceof Promise ? found.then(admit) : admit(found);
+}
 
+function admitPod(
+  apiVersion: string,
+  uid: string,
+  pod: V1Pod,
+  namespace: string,
+  name: string,
+  lookup: ServiceAccountLookup,
+  identities: IdentityProvider,
+  options: MutationOptions,
+  random: (() => number) | undefined,
+): ReviewOutcome {
   const result = mutatePod(
     pod,
     namespace,

@@ -1,10 +1,10 @@
 // The HTTPS app the API server calls: /mutate, /healthz, /readyz. One plugin
 // per concern, in fastify's style; everything it needs is passed in.
 import type { ServerOptions } from 'node:https';
-import Fastify, { type FastifyError, type FastifyPluginAsync } from 'fastify';
+import Fastify, { type FastifyError, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { MutationOptions } from '../config.js';
-import { BadReviewError, type IdentityProvider, reviewAdmission } from './admission.js';
+import { BadReviewError, type IdentityProvider, type ReviewOutcome, reviewAdmission } from './admission.js';
 import type { AdmissionOutcome, WebhookMetrics } from './metrics.js';
 
 export interface Readiness {
@@ -52,8 +52,9 @@ const secondsSince = (request: { [startedAt]?: number }): number => (performance
 
 const admissionRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) => {
   // Measured from the first byte of the request, so body parsing counts too.
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', (request, _reply, done) => {
     request[startedAt] = performance.now();
+    done();
   });
   const record = (outcome: AdmissionOutcome, seconds: number): void => {
     o.metrics.admissions.inc({ outcome });
@@ -69,24 +70,32 @@ const admissionRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) =>
     void reply.code(status).type('text/plain; charset=utf-8').send(`${reason}\n`);
   });
 
-  app.post('/mutate', async (request, reply) => {
-    try {
-      const result = await reviewAdmission(request.body, o.identities, o.mutation, o.random);
-      const seconds = secondsSince(request);
-      record(result.outcome, seconds);
-      if (result.outcome === 'mutated' && result.log.mode) o.metrics.podsMutated.inc({ mode: result.log.mode });
-      if (result.log.lookup && result.log.lookup !== 'cache') o.metrics.cacheMisses.inc({ outcome: result.log.lookup });
-      if (result.outcome !== 'ignored') {
-        o.logger.info({ ...result.log, outcome: result.outcome, durationMs: Math.round(seconds * 1e6) / 1000 }, 'admission');
-      }
-      return reply.type('application/json').send(JSON.stringify(result.review));
-    } catch (err) {
-      if (err instanceof BadReviewError) {
-        const e = Object.assign(new Error(err.message), { statusCode: 400, code: 'BAD_REVIEW' });
-        throw e;
-      }
-      throw err;
+  const send = (result: ReviewOutcome, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const seconds = secondsSince(request);
+    record(result.outcome, seconds);
+    if (result.outcome === 'mutated' && result.log.mode) o.metrics.podsMutated.inc({ mode: result.log.mode });
+    if (result.log.lookup && result.log.lookup !== 'cache') o.metrics.cacheMisses.inc({ outcome: result.log.lookup });
+    if (result.outcome !== 'ignored') {
+      o.logger.info({ ...result.log, outcome: result.outcome, durationMs: Math.round(seconds * 1e6) / 1000 }, 'admission');
     }
+    return reply.type('application/json').send(JSON.stringify(result.review));
+  };
+  const badReview = (err: unknown): never => {
+    if (err instanceof BadReviewError) throw Object.assign(new Error(err.message), { statusCode: 400, code: 'BAD_REVIEW' });
+    throw err;
+  };
+
+  // Not an async handler: a cached ServiceAccount is answered without a Promise.
+  app.post('/mutate', (request, reply) => {
+    let result: ReviewOutcome | Promise<ReviewOutcome>;
+    try {
+      result = reviewAdmission(request.body, o.identities, o.mutation, o.random);
+    } catch (err) {
+      return badReview(err);
+    }
+    if (result instanceof Promise) return result.then((r) => send(r, request, reply), badReview);
+    send(result, request, reply);
+    return undefined;
   });
 };
 
@@ -130,8 +139,9 @@ export async function buildWebhookApp(o: WebhookAppOptions) {
   // so keep-alive clients reconnect elsewhere instead of reusing a closing server.
   if (o.draining) {
     const draining = o.draining;
-    app.addHook('onSend', async (_request, reply) => {
+    app.addHook('onSend', (_request, reply, payload, done) => {
       if (draining()) void reply.header('connection', 'close');
+      done(null, payload);
     });
   }
   await app.register(admissionRoutes, o);
