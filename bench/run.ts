@@ -4,47 +4,24 @@
 // memory and initial-list time with 100,000 ServiceAccounts.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { request } from 'node:https';
 import autocannon from 'autocannon';
+import { freePort, httpsStatus, until } from '../test/helpers/cluster.js';
 import { createTestPki } from '../test/helpers/tls.js';
 import { realisticReview } from './review.js';
 
 const DURATION = Number(process.env['BENCH_SECONDS'] ?? 10);
 const CONNECTIONS = 16;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-function get(port: number, path: string, ca: string): Promise<number> {
-  return new Promise((resolve) => {
-    request({ host: '127.0.0.1', port, path, ca, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    }).on('error', () => resolve(0)).end();
-  });
-}
-
-async function waitReady(port: number, ca: string, path = '/readyz', timeoutMs = 300_000): Promise<number> {
+async function waitReady(port: number, ca: string): Promise<number> {
   const start = Date.now();
-  while (Date.now() - start < timeoutMs) {
-    if ((await get(port, path, ca)) === 200) return Date.now() - start;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`not ready after ${timeoutMs} ms`);
+  await until('the webhook to be ready', async () => ((await httpsStatus(port, '/readyz', ca)) === 200 ? true : undefined), 300_000, 25);
+  return Date.now() - start;
 }
 
 interface FakeApi {

@@ -1,16 +1,14 @@
+import { capture, runCommand, tmp as tmpDir } from '../helpers/command.js';
 import t, { type Test } from 'tap';
 import { X509Certificate } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import * as tls from 'node:tls';
 import { X509Certificate as PeculiarCertificate } from '@peculiar/x509';
-import { Command, CommanderError } from 'commander';
 import { certsCommand, type CertsFlags, parseRenewBefore, runCerts } from '../../src/cli/certs.js';
-import { UsageError } from '../../src/cli/flags.js';
 import {
   type CertificateResult,
   describeKey,
@@ -26,23 +24,9 @@ const SVC = 'pod-identity-webhook.pod-identity-webhook.svc';
 
 /** A fresh directory per call (tmp(t) hands out one per test), removed afterwards. */
 function tmp(t: Test, files: Record<string, string> = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'piw-certs-'));
-  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return tmpDir(t, 'piw-certs-', files);
 }
 
-interface Captured {
-  out: string[];
-  err: string[];
-  io: { stdout: (s: string) => void; stderr: (s: string) => void };
-}
-
-function capture(): Captured {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, io: { stdout: (s) => out.push(s), stderr: (s) => err.push(s) } };
-}
 
 function flags(outDir: string, more: Partial<CertsFlags> = {}): CertsFlags {
   return {
@@ -67,22 +51,9 @@ function actions(lines: string[]): Record<string, string> {
   return Object.fromEntries(lines.map((l) => /\/([a-z.]+): (\w+)/.exec(l)).filter((m) => m !== null).map((m) => [m[1], m[2]]));
 }
 
-/** Runs the command the way src/cli.ts does; returns the exit code and stderr. */
-async function cli(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const c = capture();
-  const program = new Command('pod-identity-webhook').exitOverride().configureOutput({ writeErr: (s) => c.err.push(s.trimEnd()), writeOut: () => {} });
-  program.addCommand(certsCommand(c.io).copyInheritedSettings(program));
-  const before = process.exitCode;
-  try {
-    await program.parseAsync(['node', 'cli', 'certs', ...args]);
-    return { code: Number(process.exitCode ?? 0), ...c };
-  } catch (err) {
-    if (err instanceof CommanderError) return { code: err.exitCode === 0 ? 0 : 2, ...c };
-    if (err instanceof UsageError) return { code: 2, out: c.out, err: [...c.err, `error: ${err.message}`] };
-    throw err;
-  } finally {
-    process.exitCode = before;
-  }
+/** Runs the command the way src/cli.ts does; returns the exit code and output. */
+function cli(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
+  return runCommand(certsCommand, args);
 }
 
 t.test('EC: a CA and a CA-signed serving certificate with SHA-256 signatures', async (t) => {

@@ -1,14 +1,12 @@
+import { capture, runCommand, tmp as tmpDir } from '../helpers/command.js';
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import http, { type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Command, CommanderError } from 'commander';
 import { stringify } from 'yaml';
 import { type DoctorFlags, doctorCommand, renderText, runDoctor } from '../../src/cli/doctor.js';
-import { UsageError } from '../../src/cli/flags.js';
 import { type DoctorReport, podCredentials, privateIssuerProblem } from '../../src/doctor/checks.js';
 import { decodeCaBundle, selectorMatches, webhookMatchesPodCreate } from '../../src/doctor/webhook.js';
 import { DEFAULT_MUTATION_OPTIONS } from '../../src/config.js';
@@ -36,17 +34,9 @@ function trustPolicy(sub = SUB, account = ACCOUNT): string {
 }
 
 function tmp(t: Test, files: Record<string, string> = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'piw-doctor-'));
-  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return tmpDir(t, 'piw-doctor-', files);
 }
 
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, io: { stdout: (s: string) => out.push(s), stderr: (s: string) => err.push(s) } };
-}
 
 function statuses(report: DoctorReport): Record<string, string> {
   return Object.fromEntries(report.checks.map((c) => [c.name, c.status]));
@@ -65,21 +55,8 @@ function offline(t: Test, more: Partial<DoctorFlags> = {}, policy = trustPolicy(
 }
 
 /** Runs the command the way src/cli.ts does; returns the exit code and output. */
-async function cli(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const c = capture();
-  const program = new Command('pod-identity-webhook').exitOverride().configureOutput({ writeErr: (s) => c.err.push(s.trimEnd()), writeOut: () => {} });
-  program.addCommand(doctorCommand(c.io).copyInheritedSettings(program));
-  const before = process.exitCode;
-  try {
-    await program.parseAsync(['node', 'cli', 'doctor', ...args]);
-    return { code: Number(process.exitCode ?? 0), out: c.out, err: c.err };
-  } catch (err) {
-    if (err instanceof CommanderError) return { code: err.exitCode === 0 ? 0 : 2, out: c.out, err: c.err };
-    if (err instanceof UsageError) return { code: 2, out: c.out, err: [...c.err, `error: ${err.message}`] };
-    throw err;
-  } finally {
-    process.exitCode = before;
-  }
+function cli(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
+  return runCommand(doctorCommand, args);
 }
 
 // ------------------------------------------------------------------ offline

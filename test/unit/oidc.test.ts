@@ -1,14 +1,12 @@
+import { capture, runCommand, tmp as tmpDir } from '../helpers/command.js';
 import t, { type Test } from 'tap';
 import { createHash, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Command, CommanderError } from 'commander';
 import { createLocalJWKSet, type JSONWebKeySet, jwtVerify, SignJWT } from 'jose';
-import { UsageError } from '../../src/cli/flags.js';
 import { oidcCommand, type OidcFlags, runOidc } from '../../src/cli/oidc.js';
 import {
   buildJwks,
@@ -53,38 +51,17 @@ const EC_KID = '9x48ILcpjguyicr2XRGgHrWQFR2Iz93p258vrhY28s0';
 const ISSUER = 'https://oidc.example.com/clusters/test';
 
 function tmp(t: Test, files: Record<string, string> = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'piw-oidc-'));
-  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return tmpDir(t, 'piw-oidc-', files);
 }
 
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, io: { stdout: (s: string) => out.push(s), stderr: (s: string) => err.push(s) } };
-}
 
 function flags(more: Partial<OidcFlags>): OidcFlags {
   return { issuer: ISSUER, publicKey: [], ...more };
 }
 
-/** Runs the command the way src/cli.ts does; returns the exit code and stderr. */
-async function cli(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const c = capture();
-  const program = new Command('pod-identity-webhook').exitOverride().configureOutput({ writeErr: (s) => c.err.push(s.trimEnd()), writeOut: () => {} });
-  program.addCommand(oidcCommand(c.io).copyInheritedSettings(program));
-  const before = process.exitCode;
-  try {
-    await program.parseAsync(['node', 'cli', 'oidc', ...args]);
-    return { code: Number(process.exitCode ?? 0), ...c };
-  } catch (err) {
-    if (err instanceof CommanderError) return { code: err.exitCode === 0 ? 0 : 2, ...c };
-    if (err instanceof UsageError) return { code: 2, out: c.out, err: [...c.err, `error: ${err.message}`] };
-    throw err;
-  } finally {
-    process.exitCode = before;
-  }
+/** Runs the command the way src/cli.ts does; returns the exit code and output. */
+function cli(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
+  return runCommand(oidcCommand, args);
 }
 
 /** The DER inside a PEM "PUBLIC KEY" block is the SubjectPublicKeyInfo itself. */
