@@ -8,6 +8,7 @@ import { type Identity, type IdentitySources, resolveIdentity } from './resolve.
 export type { Identity, IdentitySources, PatchOperation };
 export { resolveIdentity } from './resolve.js';
 export { buildPodPatch } from './patch.js';
+export { patchJson } from './serialize.js';
 
 export interface MutationResult {
   patch: PatchOperation[];

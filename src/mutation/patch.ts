@@ -30,6 +30,10 @@ export interface PodPatch {
 interface Plan {
   volumeName: string;
   mountPath: string;
+  /** Built once per pod and shared by every container's ops. */
+  mount?: V1VolumeMount;
+  stsEnv?: V1EnvVar;
+  regionEnv?: [V1EnvVar, V1EnvVar];
   /** The identity pair: both names count as "already configured". */
   identityEnv: [V1EnvVar, V1EnvVar];
   regionalSts: boolean;
@@ -100,9 +104,9 @@ function containerOps(container: V1Container, path: string, plan: Plan, warnings
   if (identityDefined && regionDefined && stsDefined) return [];
 
   const add: V1EnvVar[] = [];
-  if (!stsDefined && plan.regionalSts) add.push({ name: ENV.stsRegionalEndpoints, value: 'regional' });
+  if (!stsDefined && plan.regionalSts) add.push((plan.stsEnv ??= { name: ENV.stsRegionalEndpoints, value: 'regional' }));
   if (!regionDefined && plan.region) {
-    add.push({ name: ENV.defaultRegion, value: plan.region }, { name: ENV.region, value: plan.region });
+    add.push(...(plan.regionEnv ??= [{ name: ENV.defaultRegion, value: plan.region }, { name: ENV.region, value: plan.region }]));
   }
   if (!identityDefined) add.push(idFirst, idSecond);
 
@@ -116,11 +120,8 @@ function containerOps(container: V1Container, path: string, plan: Plan, warnings
         `container "${container.name}" already mounts volume "${clash.name}" at ${plan.mountPath}; the token volume is not mounted there`,
       );
     } else {
-      ops.push(
-        ...appendOps(container.volumeMounts, `${path}/volumeMounts`, [
-          { name: plan.volumeName, readOnly: true, mountPath: plan.mountPath },
-        ]),
-      );
+      plan.mount ??= { name: plan.volumeName, readOnly: true, mountPath: plan.mountPath };
+      ops.push(...appendOps(container.volumeMounts, `${path}/volumeMounts`, [plan.mount]));
     }
   }
   return ops;

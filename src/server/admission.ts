@@ -5,7 +5,7 @@ import type { MutationOptions } from '../config.js';
 import type { ConfigMapIdentities } from '../identity/config-map.js';
 import type { ContainerCredentialsIdentities } from '../identity/container-credentials.js';
 import type { ServiceAccountSettings } from '../identity/service-account.js';
-import { mutatePod, serviceAccountNameOf } from '../mutation/index.js';
+import { mutatePod, patchJson, serviceAccountNameOf } from '../mutation/index.js';
 
 export type LookupOutcome = 'cache' | 'watch' | 'api' | 'not-found' | 'timeout' | 'error';
 
@@ -28,8 +28,8 @@ export const ADMISSION_API_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/
 export class BadReviewError extends Error {}
 
 export interface ReviewOutcome {
-  /** The AdmissionReview to send back. */
-  review: Record<string, unknown>;
+  /** The AdmissionReview to send back, as JSON. */
+  review: string;
   outcome: 'mutated' | 'unchanged' | 'ignored';
   /** What one log line says about the admission. */
   log: {
@@ -69,8 +69,12 @@ function readRequest(body: unknown): { apiVersion: string; request: AdmissionReq
   return { apiVersion, request: request as unknown as AdmissionRequest };
 }
 
-function respond(apiVersion: string, uid: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { apiVersion, kind: 'AdmissionReview', response: { uid, allowed: true, ...extra } };
+/** The response review, written directly: it is sent for every pod the cluster creates. */
+function respond(apiVersion: string, uid: string, patch?: string, warnings?: readonly string[]): string {
+  let response = `{"uid":${JSON.stringify(uid)},"allowed":true`;
+  if (patch) response += `,"patchType":"JSONPatch","patch":"${Buffer.from(patch).toString('base64')}"`;
+  if (warnings && warnings.length > 0) response += `,"warnings":${JSON.stringify(warnings)}`;
+  return `{"apiVersion":${JSON.stringify(apiVersion)},"kind":"AdmissionReview","response":${response}}}`;
 }
 
 const WARNING_PREFIX = 'pod-identity-webhook: ';
@@ -129,14 +133,8 @@ function admitPod(
   if (!result.identity && (lookup.outcome === 'timeout' || lookup.outcome === 'error')) {
     warnings.push(`${WARNING_PREFIX}ServiceAccount ${namespace}/${name} could not be read in time (${lookup.outcome}); the pod was admitted without AWS credentials`);
   }
-  const extra: Record<string, unknown> = {};
-  if (result.patch.length > 0) {
-    extra['patchType'] = 'JSONPatch';
-    extra['patch'] = Buffer.from(JSON.stringify(result.patch)).toString('base64');
-  }
-  if (warnings.length > 0) extra['warnings'] = warnings;
   return {
-    review: respond(apiVersion, uid, extra),
+    review: respond(apiVersion, uid, result.patch.length > 0 ? patchJson(result.patch) : undefined, warnings),
     outcome: result.patch.length > 0 ? 'mutated' : 'unchanged',
     log: {
       uid,

@@ -78,7 +78,7 @@ const admissionRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) =>
     if (result.outcome !== 'ignored') {
       o.logger.info({ ...result.log, outcome: result.outcome, durationMs: Math.round(seconds * 1e6) / 1000 }, 'admission');
     }
-    return reply.type('application/json').send(JSON.stringify(result.review));
+    return reply.type('application/json').send(result.review);
   };
   const badReview = (err: unknown): never => {
     if (err instanceof BadReviewError) throw Object.assign(new Error(err.message), { statusCode: 400, code: 'BAD_REVIEW' });

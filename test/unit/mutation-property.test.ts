@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import jsonpatch from 'fast-json-patch';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { parseServiceAccountAnnotations } from '../../src/identity/service-account.js';
-import { mutatePod, type IdentitySources } from '../../src/mutation/index.js';
+import { mutatePod, patchJson, type IdentitySources } from '../../src/mutation/index.js';
 import { options } from '../helpers/pods.js';
 
 const envName = fc.constantFrom('AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'AWS_REGION', 'AWS_DEFAULT_REGION',
@@ -60,6 +60,7 @@ t.test('a mutated pod mutates to an empty patch and loses nothing', async (t) =>
     fc.property(podArb, sourcesArb, fc.boolean(), fc.boolean(), (pod, sources, region, sts) => {
       const o = options({ region: region ? 'us-east-1' : '', regionalSts: sts });
       const first = mutatePod(pod, 'default', sources, o);
+      if (patchJson(first.patch) !== JSON.stringify(first.patch)) throw new Error('patchJson differs from JSON.stringify');
       const once = jsonpatch.applyPatch(pod, first.patch, true, false).newDocument as V1Pod;
       const again = mutatePod(once, 'default', sources, o);
       if (again.patch.length !== 0) throw new Error(`second patch not empty: ${JSON.stringify(again.patch)}`);
