@@ -13,6 +13,19 @@ import { realisticReview } from './review.js';
 const DURATION = Number(process.env['BENCH_SECONDS'] ?? 10);
 const CONNECTIONS = 16;
 
+/** CPU time (user + system) a process has used, in milliseconds. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10; // clock ticks of 10 ms
+}
+
+/** A saturating run, with the server's CPU time per request. */
+async function measured(pid: number, port: number, body: string, ca: string): Promise<{ result: autocannon.Result; cpuUs: number }> {
+  const before = cpuMs(pid);
+  const result = await load(port, body, ca);
+  return { result, cpuUs: ((cpuMs(pid) - before) * 1000) / result.requests.total };
+}
+
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
@@ -162,7 +175,7 @@ async function main(): Promise<void> {
   });
   if (!sample.includes('"patchType":"JSONPatch"')) throw new Error(`the bench pod was not mutated: ${sample}`);
   await load(serve.port, body, pki.caCert); // warm-up (JIT, TLS session setup)
-  const mutate = await load(serve.port, body, pki.caCert);
+  const { result: mutate, cpuUs: mutateCpu } = await measured(serve.child.pid!, serve.port, body, pki.caCert);
   const mutateRss = rssMiB(serve.child.pid!);
   const steady = await steadyLoad(serve.port, body, pki.caCert, 1000, DURATION);
   await stop(serve.child);
@@ -173,7 +186,7 @@ async function main(): Promise<void> {
   const bare = spawn(process.execPath, ['dist-bench/bench/bare-server.js', serving.certFile, serving.keyFile, String(barePort), String(sample.length)], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise((resolve) => bare.stdout!.once('data', resolve));
   await load(barePort, body, pki.caCert);
-  const bareResult = await load(barePort, body, pki.caCert);
+  const { result: bareResult, cpuUs: bareCpu } = await measured(bare.pid!, barePort, body, pki.caCert);
   const bareSteady = await steadyLoad(barePort, body, pki.caCert, 1000, DURATION);
   const bareRss = rssMiB(bare.pid!);
   await stop(bare);
@@ -182,6 +195,7 @@ async function main(): Promise<void> {
   console.log(line('/mutate (serve)', mutate, mutateRss));
   console.log(line('bare fastify route', bareResult, bareRss));
   console.log(`throughput ratio /mutate : bare = ${(mutate.requests.average / bareResult.requests.average).toFixed(2)} (target >= 0.80)`);
+  console.log(`server CPU per request: /mutate ${mutateCpu.toFixed(0)} µs, bare ${bareCpu.toFixed(0)} µs (the load generator shares the 2 cores)`);
   const steadyLine = (name: string, r: Steady): string =>
     `${name.padEnd(22)} sent ${r.sent} in ${DURATION} s (first second untimed)   p50 ${r.p50.toFixed(2)} ms   p99 ${r.p99.toFixed(2)} ms   max ${r.max.toFixed(2)} ms   failed ${r.failed}`;
   console.log('');
