@@ -2,7 +2,7 @@
 // The pod-identity-webhook command line: one subcommand per file in cli/.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { UsageError } from './cli/flags.js';
+import { CommandError, UsageError } from './cli/flags.js';
 import { mutateCommand, type CommandIO } from './cli/mutate.js';
 import { serveCommand } from './cli/serve.js';
 import { certsCommand } from './cli/certs.js';
@@ -39,9 +39,9 @@ async function main(): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || err instanceof CommandError) {
       process.stderr.write(`error: ${err.message}\n`);
-      process.exitCode = 2;
+      process.exitCode = err instanceof UsageError ? 2 : 1;
       return;
     }
     process.stderr.write(`error: ${(err as Error).stack ?? String(err)}\n`);

@@ -8,6 +8,9 @@ import { parseGoBool, parseGoInt } from '../mutation/values.js';
 /** Thrown for bad input the user can fix; the CLI prints its message and exits 2. */
 export class UsageError extends Error {}
 
+/** A command failed for a reason outside the command line; one line, exit 1. */
+export class CommandError extends Error {}
+
 export function boolFlag(text: string): boolean {
   const value = parseGoBool(text);
   if (value === undefined) throw new InvalidArgumentError('expected true or false.');
@@ -29,12 +32,15 @@ export function nonNegativeIntFlag(text: string): number {
 /** A Go duration such as 2s, 500ms, 1m30s, or a plain number of seconds; returns milliseconds. */
 export function durationFlag(text: string): number {
   const units: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
+  if (/^\d+(\.\d+)?$/.test(text)) return durationFlag(`${text}s`);
   const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)];
   if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) {
     throw new InvalidArgumentError('expected a duration such as 2s, 500ms or 1m.');
   }
-  return parts.reduce((sum, p) => sum + Number(p[1]) * (units[p[2] as string] ?? 0), 0);
+  const ms = parts.reduce((sum, p) => sum + Number(p[1]) * (units[p[2] as string] ?? 0), 0);
+  // Node timers hold at most 2^31-1 ms; a longer one would fire at once.
+  if (ms > 2 ** 31 - 1) throw new InvalidArgumentError('expected a duration of at most 24 days.');
+  return ms;
 }
 
 export interface MutationFlagValues {

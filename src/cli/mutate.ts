@@ -66,7 +66,11 @@ function loadIdentities(path: string): Set<string> {
 function render(format: MutateFlags['output'], pod: V1Pod, result: MutationResult): string {
   if (format === 'patch') return JSON.stringify(result.patch, null, 2);
   if (format === 'pod') {
-    return JSON.stringify(jsonpatch.applyPatch(pod, result.patch, true, false).newDocument, null, 2);
+    try {
+      return JSON.stringify(jsonpatch.applyPatch(pod, result.patch, true, false).newDocument, null, 2);
+    } catch (err) {
+      throw new UsageError(`the patch does not apply to this pod: ${(err as Error).message.split('\n')[0]}`);
+    }
   }
   const response: Record<string, unknown> = { uid: pod.metadata?.uid ?? randomUUID(), allowed: true };
   if (result.patch.length > 0) {

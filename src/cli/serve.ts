@@ -4,11 +4,12 @@ import { Command, Option } from 'commander';
 import pino from 'pino';
 import { SERVER_DEFAULTS as S } from '../config.js';
 import { loadKubeConfig } from '../kube/client.js';
-import { startWebhookServer, type WebhookServerOptions } from '../server/serve.js';
+import { StartupError, startWebhookServer, type WebhookServerOptions } from '../server/serve.js';
 import { cipherList, tlsMinVersion } from '../tls/serving.js';
 import {
   addMutationFlags,
   boolFlag,
+  CommandError,
   durationFlag,
   intFlag,
   type MutationFlagValues,
@@ -95,13 +96,27 @@ async function runServe(f: ServeFlags): Promise<void> {
       throw new UsageError(`--client-ca ${f.clientCa}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   }
-  const server = await startWebhookServer({ ...options, logger, kubeConfig });
+  let server;
+  try {
+    server = await startWebhookServer({ ...options, logger, kubeConfig });
+  } catch (err) {
+    destination.flushSync();
+    if (err instanceof StartupError) throw new CommandError(err.message);
+    throw err;
+  }
   const stop = (signal: string): void => {
     logger.info({ signal }, 'shutting down');
-    void server.shutdown().then(() => {
-      destination.flushSync();
-      process.exit(0);
-    });
+    server.shutdown().then(
+      () => {
+        destination.flushSync();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err: (err as Error).message }, 'shutdown failed');
+        destination.flushSync();
+        process.exit(1);
+      },
+    );
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

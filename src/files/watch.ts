@@ -7,7 +7,7 @@ import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { dirname } from 'node:path';
 
 export interface FileWatch {
-  /** Re-read now; resolves after any change callback has run. */
+  /** Re-reads now, synchronously: a change callback has run when it returns. */
   check(): void;
   close(): void;
 }

@@ -3,8 +3,6 @@
 
 export type ContainerCredentialsIdentities = ReadonlySet<string>;
 
-export const NO_CONTAINER_CREDENTIALS: ContainerCredentialsIdentities = new Set();
-
 export function containerCredentialsKey(namespace: string, serviceAccount: string): string {
   return `${namespace}/${serviceAccount}`;
 }

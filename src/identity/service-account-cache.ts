@@ -53,7 +53,9 @@ export function createServiceAccountStore(annotationPrefix: string): ServiceAcco
   };
   const put = (key: string, settings: ServiceAccountSettings, fromWatch: boolean): void => {
     entries.set(key, settings);
-    seen?.add(key);
+    // Only the list itself vouches for a key during a relist: a GET that raced a
+    // deletion must not keep the key alive past listEnd.
+    if (fromWatch) seen?.add(key);
     notify(key, settings, fromWatch);
   };
   const objectKey = (sa: ServiceAccountObject): string | undefined => {

@@ -36,6 +36,8 @@ export interface ReflectorEvents {
   /** The first list completed. */
   synced(): void;
   listed(info: { count: number; durationMs: number }): void;
+  /** The stream moved forward: an event or a bookmark arrived. */
+  progress(): void;
 }
 
 export interface BackoffOptions {
@@ -238,7 +240,10 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
             return;
         }
         const rv = obj?.metadata?.resourceVersion;
-        if (rv) onVersion(rv);
+        if (rv) {
+          onVersion(rv);
+          emit('progress');
+        }
       };
 
       openGet(

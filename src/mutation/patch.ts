@@ -193,7 +193,9 @@ export function buildPodPatch(
     };
     volume = projectedTokenVolume(cc.volumeName, cc.audience, expiration, cc.tokenPath);
     const labels = pod.metadata?.labels;
-    if (!labels) {
+    if (typeof pod.metadata !== 'object' || pod.metadata === null) {
+      patch.push({ op: 'add', path: '/metadata', value: { labels: { [POD_IDENTITY_LABEL]: 'enabled' } } });
+    } else if (!labels) {
       patch.push({ op: 'add', path: '/metadata/labels', value: { [POD_IDENTITY_LABEL]: 'enabled' } });
     } else if (stringValue(labels, POD_IDENTITY_LABEL) !== 'enabled') {
       patch.push({ op: 'add', path: `/metadata/labels/${pointerToken(POD_IDENTITY_LABEL)}`, value: 'enabled' });
@@ -216,7 +218,7 @@ export function buildPodPatch(
   const existing = list(spec?.volumes).find((v) => v?.name === plan.volumeName);
   if (!existing) {
     patch.push(...appendOps(spec?.volumes, '/spec/volumes', [volume]));
-  } else if (!existing.projected?.sources?.some((s) => s?.serviceAccountToken)) {
+  } else if (!list(existing.projected?.sources).some((s) => s?.serviceAccountToken)) {
     warnings.push(`the pod already has a volume "${plan.volumeName}" that is not a projected service-account token; it is kept as it is`);
   }
 

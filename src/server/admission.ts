@@ -7,7 +7,9 @@ import type { ContainerCredentialsIdentities } from '../identity/container-crede
 import type { ServiceAccountSettings } from '../identity/service-account.js';
 import { mutatePod, patchJson, serviceAccountNameOf } from '../mutation/index.js';
 
-export type LookupOutcome = 'cache' | 'watch' | 'api' | 'not-found' | 'timeout' | 'error';
+import type { LookupOutcome } from '../identity/service-account-cache.js';
+
+export type { LookupOutcome };
 
 export interface ServiceAccountLookup {
   settings: ServiceAccountSettings | undefined;

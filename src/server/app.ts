@@ -1,6 +1,7 @@
 // The HTTPS app the API server calls: /mutate, /healthz, /readyz. One plugin
 // per concern, in fastify's style; everything it needs is passed in.
 import type { ServerOptions } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyError, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { MutationOptions } from '../config.js';
@@ -21,6 +22,8 @@ export interface WebhookAppOptions {
   logger: Logger;
   bodyLimit: number;
   readiness: () => Readiness;
+  /** With --client-ca: whether the connection's client certificate is trusted; /mutate answers 403 otherwise. */
+  clientAuthorized?: (socket: TLSSocket) => boolean;
   /** True while shutting down: responses then close their connection. */
   draining?: () => boolean;
   random?: () => number;
@@ -87,6 +90,9 @@ const admissionRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) =>
 
   // Not an async handler: a cached ServiceAccount is answered without a Promise.
   app.post('/mutate', (request, reply) => {
+    if (o.clientAuthorized && !o.clientAuthorized(request.raw.socket as TLSSocket)) {
+      throw Object.assign(new Error('a client certificate signed by --client-ca is required'), { statusCode: 403, code: 'CLIENT_CERT' });
+    }
     let result: ReviewOutcome | Promise<ReviewOutcome>;
     try {
       result = reviewAdmission(request.body, o.identities, o.mutation, o.random);

@@ -35,6 +35,7 @@ function reflectorMetrics(metrics: WebhookMetrics, resource: string): Partial<Re
   return {
     restart: (reason) => metrics.reflectorRestarts.inc({ resource, reason }),
     listed: () => metrics.reflectorLastSync.set({ resource }, Date.now() / 1000),
+    progress: () => metrics.reflectorLastSync.set({ resource }, Date.now() / 1000),
   };
 }
 

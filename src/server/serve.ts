@@ -1,16 +1,20 @@
 // Starts and stops everything `serve` runs: identity caches, the HTTPS app
 // (with certificate reload), the metrics app, and graceful shutdown.
 import { readFileSync } from 'node:fs';
-import type { SecureContextOptions } from 'node:tls';
+import type { X509Certificate } from 'node:crypto';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import Fastify from 'fastify';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { MutationOptions } from '../config.js';
 import { type FileWatch, watchFiles } from '../files/watch.js';
-import { servingMaterial } from '../tls/serving.js';
+import { clientCertificateTrusted, servingMaterial } from '../tls/serving.js';
 import { buildWebhookApp, type WebhookApp } from './app.js';
 import { type IdentityRuntime, startIdentityRuntime } from './identities.js';
 import { createMetrics, type WebhookMetrics } from './metrics.js';
+
+/** The server could not start; one line says why. */
+export class StartupError extends Error {}
 
 export interface TlsFiles {
   certFile: string;
@@ -62,6 +66,17 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
   const { logger } = o;
   const metrics = createMetrics();
   let certificateLoaded = false;
+  let clientCas: X509Certificate[] = [];
+  // A connection's certificate does not change: verify it once, not per request.
+  const verdicts = new WeakMap<TLSSocket, boolean>();
+  const trustedConnection = (socket: TLSSocket): boolean => {
+    let ok = verdicts.get(socket);
+    if (ok === undefined) {
+      ok = clientCertificateTrusted(socket.getPeerX509Certificate(), clientCas);
+      verdicts.set(socket, ok);
+    }
+    return ok;
+  };
   let shuttingDown = false;
   let draining = false;
 
@@ -74,6 +89,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
       metrics.configReloads.inc({ source: 'certificate', result: 'success' });
       logger.info({ subject: m.subject, notAfter: m.notAfter.toISOString() }, 'serving certificate loaded');
       certificateLoaded = true;
+      if (m.clientCas) clientCas = m.clientCas;
       return { ...baseTls, ...m.context };
     } catch (err) {
       metrics.configReloads.inc({ source: 'certificate', result: 'error' });
@@ -106,8 +122,11 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     https: {
       ...baseTls,
       ...initialContext,
-      ...(o.tls.clientCaFile ? { requestCert: true, rejectUnauthorized: true } : {}),
+      // Ask for a client certificate but let the handshake through: the kubelet's
+      // probes have none. /mutate itself refuses clients without a valid one.
+      ...(o.tls.clientCaFile ? { requestCert: true, rejectUnauthorized: false } : {}),
     },
+    ...(o.tls.clientCaFile ? { clientAuthorized: (socket: TLSSocket) => trustedConnection(socket) } : {}),
     mutation: o.mutation,
     identities: identities.provider,
     metrics,
@@ -128,7 +147,12 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     (contents) => {
       const context = loadMaterial(contents);
       // setSecureContext applies to new handshakes only: requests in flight keep theirs.
-      if (context) app.server.setSecureContext(context);
+      if (!context) return;
+      try {
+        app.server.setSecureContext(context);
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, 'the new certificate was refused by TLS; keeping the previous one');
+      }
     },
     (err) => logger.error({ err: err.message }, 'cannot read the serving certificate'),
     o.filePollMs === undefined ? {} : { pollMs: o.filePollMs },
@@ -143,8 +167,17 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     metricsApp.get('/debug/alpha/cache', async () => identities.debugSnapshot());
   }
 
-  await app.listen({ port: o.port, host: o.host });
-  await metricsApp.listen({ port: o.metricsPort, host: o.host });
+  try {
+    await app.listen({ port: o.port, host: o.host });
+    await metricsApp.listen({ port: o.metricsPort, host: o.host });
+  } catch (err) {
+    // Nothing may keep running after a failed start: stop what was started.
+    tlsWatch.close();
+    await Promise.allSettled([app.close(), metricsApp.close(), identities.stop()]);
+    const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+    const where = e.port !== undefined ? ` ${e.address ?? o.host}:${e.port}` : '';
+    throw new StartupError(`cannot listen on${where}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`);
+  }
   const port = (app.server.address() as { port: number }).port;
   const metricsPort = (metricsApp.server.address() as { port: number }).port;
   logger.info({ port, metricsPort }, 'webhook listening');

@@ -7,6 +7,26 @@ export interface ServingMaterial {
   context: SecureContextOptions;
   notAfter: Date;
   subject: string;
+  /** The CA certificates of --client-ca, when given. */
+  clientCas?: X509Certificate[];
+}
+
+/** Every certificate of a PEM bundle. */
+export function pemCertificates(pem: string): X509Certificate[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((b) => new X509Certificate(b));
+}
+
+/**
+ * Whether a client certificate is valid now and signed by one of `cas`.
+ * Checked by the webhook itself rather than trusting TLSSocket.authorized,
+ * which Node reports as true on a resumed TLS session even when the first
+ * handshake presented no certificate or an untrusted one.
+ */
+export function clientCertificateTrusted(peer: X509Certificate | undefined, cas: readonly X509Certificate[], now = Date.now()): boolean {
+  if (!peer) return false;
+  if (Date.parse(peer.validFrom) > now || Date.parse(peer.validTo) < now) return false;
+  return cas.some((ca) => peer.checkIssued(ca) && peer.verify(ca.publicKey));
 }
 
 /** Go's names for the TLS versions, as the reference webhook's flag takes them. */
@@ -35,8 +55,17 @@ export function servingMaterial(certPem: string, keyPem: string, clientCaPem?: s
   }
   if (!cert.checkPrivateKey(key)) throw new Error('the private key does not belong to the certificate');
   const context: SecureContextOptions = { cert: certPem, key: keyPem };
-  if (clientCaPem !== undefined) context.ca = clientCaPem;
-  return { context, notAfter: new Date(cert.validTo), subject: cert.subject };
+  let clientCas: X509Certificate[] | undefined;
+  if (clientCaPem !== undefined) {
+    try {
+      clientCas = pemCertificates(clientCaPem);
+    } catch (err) {
+      throw new Error(`client CA is not a PEM certificate: ${(err as Error).message}`, { cause: err });
+    }
+    if (clientCas.length === 0) throw new Error('client CA file holds no PEM certificate');
+    context.ca = clientCaPem;
+  }
+  return { context, notAfter: new Date(cert.validTo), subject: cert.subject, ...(clientCas ? { clientCas } : {}) };
 }
 
 /** Go (IANA) cipher suite names, as the reference webhook's flag takes them, to OpenSSL's. */

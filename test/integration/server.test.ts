@@ -208,7 +208,7 @@ t.test('a key that does not match the certificate is refused and the old pair ke
   t.match(metrics.body, /config_reloads_total\{source="certificate",result="error"\} 1/);
 });
 
-t.test('--client-ca: only clients with a certificate from that CA get in', async (t) => {
+t.test('--client-ca: only clients with a certificate from that CA may call /mutate', async (t) => {
   const serving = pki.issue('mtls-serving');
   const client = pki.issue('apiserver-client', { client: true });
   const server = await start(pki, staticIdentities(), {
@@ -218,8 +218,18 @@ t.test('--client-ca: only clients with a certificate from that CA get in', async
   const anonymous = agent(pki.caCert, { keepAlive: false });
   const withCert = agent(pki.caCert, { keepAlive: false, cert: client.cert, key: client.key });
   t.teardown(() => { anonymous.destroy(); withCert.destroy(); });
-  await t.rejects(send(server.port, 'GET', '/healthz', { agent: anonymous }));
-  t.equal((await send(server.port, 'GET', '/healthz', { agent: withCert })).status, 200);
+  // Probes (the kubelet has no client certificate) still work; admissions do not.
+  t.equal((await send(server.port, 'GET', '/healthz', { agent: anonymous })).status, 200);
+  const refused = await send(server.port, 'POST', '/mutate', { agent: anonymous, body: review(pod([{ name: 'c' }])) });
+  t.equal(refused.status, 403);
+  t.match(refused.body, /client certificate signed by --client-ca is required/);
+  const stranger = createTestPki().issue('stranger', { client: true });
+  const wrongCa = agent(pki.caCert, { keepAlive: false, cert: stranger.cert, key: stranger.key });
+  t.teardown(() => wrongCa.destroy());
+  // The /healthz connection's TLS session is resumed by the next request: still refused.
+  t.equal((await send(server.port, 'GET', '/healthz', { agent: wrongCa })).status, 200);
+  t.equal((await send(server.port, 'POST', '/mutate', { agent: wrongCa, body: review(pod([{ name: 'c' }])) })).status, 403, 'a certificate from another CA is refused');
+  t.equal((await send(server.port, 'POST', '/mutate', { agent: withCert, body: review(pod([{ name: 'c' }])) })).status, 200);
 });
 
 t.test('shutdown: readiness goes false and in-flight requests finish', async (t) => {

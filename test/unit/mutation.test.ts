@@ -252,3 +252,13 @@ t.test('a mutated pod mutates to an empty patch', async (t) => {
     t.same(mutatePod(once, 'default', sources, o).patch, []);
   }
 });
+
+t.test('malformed pods do not crash the engine', async (t) => {
+  const odd = pod([{ name: 'app' }], { spec: { volumes: [{ name: 'eks-pod-identity-token', projected: { sources: {} } } as never] } });
+  const cc: IdentitySources = { ...saSources({}), containerCredentials: new Set(['default/app']) };
+  const r = mutatePod(odd, 'default', cc, options());
+  t.match(r.warnings, [/not a projected service-account token/]);
+  const bare = { kind: 'Pod', spec: { serviceAccountName: 'app', containers: [{ name: 'app' }] } } as V1Pod;
+  const out = apply(bare, mutatePod(bare, 'default', cc, options()));
+  t.same(out.metadata, { labels: { 'eks.amazonaws.com/pod-identity': 'enabled' } }, 'a pod without metadata gets it');
+});
