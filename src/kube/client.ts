@@ -18,7 +18,7 @@ export function loadKubeConfig(flags: KubeConnectionFlags): KubeConfig {
     try {
       kc.loadFromFile(flags.kubeconfig);
     } catch (err) {
-      throw new KubeConfigError(`--kubeconfig ${flags.kubeconfig}: ${(err as Error).message}`);
+      throw new KubeConfigError(`--kubeconfig ${flags.kubeconfig}: not a usable kubeconfig (${(err as Error).message})`);
     }
   } else if (process.env['KUBERNETES_SERVICE_HOST']) {
     kc.loadFromCluster();
