@@ -5,7 +5,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { CONFIG_MAP_NAME } from '../config.js';
-import { type BackoffOptions, type ReflectorEvents, createReflector } from '../kube/reflector.js';
+import { type ReflectorEvents, type ReflectorTuning, createReflector } from '../kube/reflector.js';
 import { type ConfigMapIdentities, EMPTY_CONFIG_MAP, parseConfigMapConfig } from './config-map.js';
 
 export interface ConfigMapObject {
@@ -20,16 +20,12 @@ export interface ConfigMapWatchEvents extends ReflectorEvents {
   invalid(error: Error): void;
 }
 
-export interface ConfigMapWatchOptions {
+export interface ConfigMapWatchOptions extends ReflectorTuning {
   kc: KubeConfig;
   namespace: string;
   /** Defaults to CONFIG_MAP_NAME. */
   name?: string | undefined;
   logger: Logger;
-  pageSize?: number | undefined;
-  watchTimeoutSeconds?: number | undefined;
-  silenceMs?: number | undefined;
-  backoff?: BackoffOptions | undefined;
   events?: Partial<ConfigMapWatchEvents> | undefined;
 }
 

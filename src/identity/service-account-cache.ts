@@ -7,7 +7,7 @@ import { setMaxListeners } from 'node:events';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { SERVER_DEFAULTS } from '../config.js';
-import { type BackoffOptions, type ReflectorEvents, type ReflectorHandlers, createReflector } from '../kube/reflector.js';
+import { type ReflectorEvents, type ReflectorTuning, type ReflectorHandlers, createReflector } from '../kube/reflector.js';
 import { getJson } from '../kube/reflector-request.js';
 import { NO_SETTINGS, type ServiceAccountSettings, parseServiceAccountAnnotations } from './service-account.js';
 
@@ -130,7 +130,7 @@ export interface LookupResult {
   outcome: LookupOutcome;
 }
 
-export interface ServiceAccountCacheOptions {
+export interface ServiceAccountCacheOptions extends ReflectorTuning {
   kc: KubeConfig;
   annotationPrefix: string;
   logger: Logger;
@@ -138,10 +138,6 @@ export interface ServiceAccountCacheOptions {
   gracePeriodMs?: number | undefined;
   /** Direct GETs running at once; the rest queue. */
   lookupConcurrency?: number | undefined;
-  pageSize?: number | undefined;
-  watchTimeoutSeconds?: number | undefined;
-  silenceMs?: number | undefined;
-  backoff?: BackoffOptions | undefined;
   events?: Partial<ReflectorEvents> | undefined;
 }
 

@@ -45,16 +45,20 @@ export interface BackoffOptions {
   maxMs: number;
 }
 
-export interface ReflectorOptions<T extends KubeObject> {
+/** The knobs every reflector user passes through; defaults come from SERVER_DEFAULTS. */
+export interface ReflectorTuning {
+  pageSize?: number | undefined;
+  watchTimeoutSeconds?: number | undefined;
+  silenceMs?: number | undefined;
+  backoff?: BackoffOptions | undefined;
+}
+
+export interface ReflectorOptions<T extends KubeObject> extends ReflectorTuning {
   kc: KubeConfig;
   /** Collection path, e.g. /api/v1/serviceaccounts or /api/v1/namespaces/NS/configmaps. */
   path: string;
   fieldSelector?: string | undefined;
   labelSelector?: string | undefined;
-  pageSize?: number | undefined;
-  watchTimeoutSeconds?: number | undefined;
-  silenceMs?: number | undefined;
-  backoff?: BackoffOptions | undefined;
   logger: Logger;
   handlers: ReflectorHandlers<T>;
   events?: Partial<ReflectorEvents> | undefined;
