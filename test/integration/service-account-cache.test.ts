@@ -80,12 +80,17 @@ t.test('the store keeps parsed settings only, and a relist drops what it did not
 
   store.handlers.listStart?.();
   store.handlers.upsert(sa('a', 'role', roleAnnotation()));
-  store.set('c', 'from-api', NO_SETTINGS); // found by a GET during the relist: kept
+  // Found by a GET during the relist. The list is the authority: the GET may have
+  // raced a deletion the list snapshot already reflects. (A ServiceAccount created
+  // after the snapshot comes back with the watch, which starts from it.)
+  store.set('c', 'from-api', NO_SETTINGS);
   store.handlers.listEnd?.();
   t.same([store.get('a', 'plain'), store.get('b', 'other')], [undefined, undefined], 'unlisted keys are gone');
   t.ok(store.get('a', 'role'));
-  t.equal(store.get('c', 'from-api'), NO_SETTINGS);
-  t.equal(store.size(), 2);
+  t.equal(store.get('c', 'from-api'), undefined, 'a GET does not keep a key the list did not see');
+  t.equal(store.size(), 1);
+  store.set('c', 'from-api', NO_SETTINGS);
+  t.equal(store.get('c', 'from-api'), NO_SETTINGS, 'outside a relist, a GET result is stored');
 
   const waiting = store.waitFor('d', 'later', 10_000);
   store.handlers.upsert(sa('d', 'later', roleAnnotation()));
