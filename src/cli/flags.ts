@@ -37,8 +37,12 @@ export function durationFlag(text: string): number {
   if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) {
     throw new InvalidArgumentError('expected a duration such as 2s, 500ms or 1m.');
   }
-  const ms = parts.reduce((sum, p) => sum + Number(p[1]) * (units[p[2] as string] ?? 0), 0);
-  // Node timers hold at most 2^31-1 ms; a longer one would fire at once.
+  return parts.reduce((sum, p) => sum + Number(p[1]) * (units[p[2] as string] ?? 0), 0);
+}
+
+/** A duration that becomes a timer: Node timers hold at most 2^31-1 ms, and a longer one fires at once. */
+export function timerFlag(text: string): number {
+  const ms = durationFlag(text);
   if (ms > 2 ** 31 - 1) throw new InvalidArgumentError('expected a duration of at most 24 days.');
   return ms;
 }

@@ -10,7 +10,7 @@ import {
   addMutationFlags,
   boolFlag,
   CommandError,
-  durationFlag,
+  timerFlag,
   intFlag,
   type MutationFlagValues,
   mutationOptionsFromFlags,
@@ -137,13 +137,13 @@ export function serveCommand(): Command {
     .option('--kube-api <url>', 'URL of the API server (overrides the kubeconfig\'s)')
     .option('--namespace <namespace>', 'namespace of the pod-identity-webhook ConfigMap', S.namespace)
     .option('--watch-config-map [bool]', 'watch the pod-identity-webhook ConfigMap (ConfigMap mode)', boolFlag, false)
-    .option('--resync-period <duration>', 'accepted for compatibility; the cache re-lists only when the watch requires it', durationFlag, S.resyncPeriodSeconds * 1000)
-    .option('--service-account-lookup-grace-period <duration>', 'how long a pod waits for a ServiceAccount missing from the cache', durationFlag, S.serviceAccountLookupGracePeriodMs)
+    .option('--resync-period <duration>', 'accepted for compatibility; the cache re-lists only when the watch requires it', timerFlag, S.resyncPeriodSeconds * 1000)
+    .option('--service-account-lookup-grace-period <duration>', 'how long a pod waits for a ServiceAccount missing from the cache', timerFlag, S.serviceAccountLookupGracePeriodMs)
     .option('--enable-debugging-handlers [bool]', 'serve /debug/alpha/cache on the metrics port', boolFlag, false)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(S.logLevel))
     .option('--max-request-body-bytes <bytes>', 'larger admission requests get 413', nonNegativeIntFlag, S.bodyLimitBytes)
-    .option('--shutdown-timeout <duration>', 'how long in-flight requests may take after SIGTERM', durationFlag, S.shutdownTimeoutMs)
-    .option('--shutdown-delay <duration>', 'after SIGTERM, keep serving (unready) this long so endpoints update first', durationFlag, 0);
+    .option('--shutdown-timeout <duration>', 'how long in-flight requests may take after SIGTERM', timerFlag, S.shutdownTimeoutMs)
+    .option('--shutdown-delay <duration>', 'after SIGTERM, keep serving (unready) this long so endpoints update first', timerFlag, 0);
   addMutationFlags(cmd);
   return cmd.action((flags: ServeFlags) => runServe(flags));
 }
