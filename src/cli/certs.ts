@@ -5,7 +5,6 @@ import { mkdirSync } from 'node:fs';
 import { AdmissionregistrationV1Api, ApiException, type KubeConfig } from '@kubernetes/client-node';
 import { Command, InvalidArgumentError } from 'commander';
 import { CERT_DEFAULTS } from '../config.js';
-import { KubeConfigError, loadKubeConfig } from '../kube/client.js';
 import {
   canonicalIp,
   type CertificateResult,
@@ -14,7 +13,7 @@ import {
   type KeyType,
   serviceDnsNames,
 } from '../tls/certificates.js';
-import { durationFlag, UsageError } from './flags.js';
+import { durationFlag, kubeConfigFromFlags, UsageError } from './flags.js';
 import type { CommandIO } from './mutate.js';
 
 export interface CertsFlags {
@@ -80,14 +79,6 @@ export function parseRenewBefore(text: string): number {
   }
 }
 
-function kubeConfigFrom(flags: CertsFlags): KubeConfig {
-  try {
-    return loadKubeConfig({ kubeconfig: flags.kubeconfig, kubeApi: flags.kubeApi });
-  } catch (err) {
-    if (err instanceof KubeConfigError) throw new UsageError(err.message);
-    throw err;
-  }
-}
 
 /** The Kubernetes Status message of a failed call, or the error's own message. */
 export function apiErrorMessage(err: unknown): string {
@@ -160,7 +151,7 @@ export async function runCerts(flags: CertsFlags, io: CommandIO): Promise<Certif
   const dnsNames = [...new Set([...serviceDnsNames(flags.service, flags.namespace), ...(flags.dns ?? []).map(checkDnsName)])];
   const ipAddresses = [...new Set((flags.ip ?? []).map(checkIp))];
   // Credentials first: a bad --kubeconfig should not leave new files behind.
-  const kc = flags.patchWebhook ? kubeConfigFrom(flags) : undefined;
+  const kc = flags.patchWebhook ? kubeConfigFromFlags(flags) : undefined;
 
   mkdirSync(flags.outDir, { recursive: true });
   const result = await ensureCertificates({

@@ -5,10 +5,9 @@ import { Command, Option } from 'commander';
 import { DEFAULT_MUTATION_OPTIONS } from '../config.js';
 import { type CheckStatus, DEFAULT_WEBHOOK_CONFIG, type DoctorReport, runDoctorChecks } from '../doctor/checks.js';
 import { parseTrustPolicy, type TrustPolicy, TrustPolicyError } from '../doctor/trust-policy.js';
-import { KubeConfigError, loadKubeConfig } from '../kube/client.js';
 import { issuerProblem } from '../oidc/keys.js';
 import { reportFailure } from './certs.js';
-import { durationFlag, UsageError } from './flags.js';
+import { durationFlag, kubeConfigFromFlags, UsageError } from './flags.js';
 import { readText } from './input.js';
 import type { CommandIO } from './mutate.js';
 
@@ -55,12 +54,7 @@ function clusterFrom(flags: DoctorFlags): KubeConfig | undefined {
     return undefined;
   }
   if (!wanted) return undefined;
-  try {
-    return loadKubeConfig({ kubeconfig: flags.kubeconfig, kubeApi: flags.kubeApi });
-  } catch (err) {
-    if (err instanceof KubeConfigError) throw new UsageError(err.message);
-    throw err;
-  }
+  return kubeConfigFromFlags(flags);
 }
 
 /** Checks the flags, runs the checks, prints the report; the caller turns `ok` into the exit code. */

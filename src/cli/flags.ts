@@ -2,6 +2,8 @@
 // defaults, parsed with Go's rules (`--flag value`, `--flag=value`, booleans as
 // `--flag` or `--flag=true|false`).
 import { type Command, InvalidArgumentError } from 'commander';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { type KubeConnectionFlags, KubeConfigError, loadKubeConfig } from '../kube/client.js';
 import { DEFAULT_MUTATION_OPTIONS as D, MIN_TOKEN_EXPIRATION, type MutationOptions } from '../config.js';
 import { parseGoBool, parseGoInt } from '../mutation/values.js';
 
@@ -10,6 +12,16 @@ export class UsageError extends Error {}
 
 /** A command failed for a reason outside the command line; one line, exit 1. */
 export class CommandError extends Error {}
+
+/** --kubeconfig / --kube-api / in-cluster; a configuration that cannot be used is a usage error. */
+export function kubeConfigFromFlags(flags: KubeConnectionFlags): KubeConfig {
+  try {
+    return loadKubeConfig({ kubeconfig: flags.kubeconfig, kubeApi: flags.kubeApi });
+  } catch (err) {
+    if (err instanceof KubeConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+}
 
 export function boolFlag(text: string): boolean {
   const value = parseGoBool(text);

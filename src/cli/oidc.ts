@@ -3,9 +3,7 @@
 // API server flags and the IAM provider that go with them.
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { Command } from 'commander';
-import { KubeConfigError, loadKubeConfig } from '../kube/client.js';
 import { fetchServedIssuer } from '../oidc/cluster.js';
 import {
   buildJwks,
@@ -25,7 +23,7 @@ import {
 } from '../oidc/keys.js';
 import { writeFileAtomic } from '../tls/files.js';
 import { reportFailure } from './certs.js';
-import { UsageError } from './flags.js';
+import { kubeConfigFromFlags, UsageError } from './flags.js';
 import { readText } from './input.js';
 import type { CommandIO } from './mutate.js';
 
@@ -63,14 +61,6 @@ function jwksFromFiles(files: string[]): Jwk[] {
   return jwks;
 }
 
-function kubeConfigFrom(flags: OidcFlags): KubeConfig {
-  try {
-    return loadKubeConfig({ kubeconfig: flags.kubeconfig, kubeApi: flags.kubeApi });
-  } catch (err) {
-    if (err instanceof KubeConfigError) throw new UsageError(err.message);
-    throw err;
-  }
-}
 
 function validate(flags: OidcFlags): { issuer: string; out: string; publicKeys: string[] } {
   const issuer = flags.issuer;
@@ -120,7 +110,7 @@ export async function runOidc(flags: OidcFlags, io: CommandIO): Promise<OidcResu
   let discovery: OidcResult['discovery'];
   let jwks: Jwks;
   if (flags.fromCluster) {
-    const served = await fetchServedIssuer(kubeConfigFrom(flags));
+    const served = await fetchServedIssuer(kubeConfigFromFlags(flags));
     jwks = flags.legacyEmptyKid ? buildJwks(served.jwks.keys, { legacyEmptyKid: true }) : served.jwks;
     // Everything as served except where the documents now live.
     discovery = { ...served.discovery, issuer, jwks_uri: jwksUri(issuer) };

@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import pino from 'pino';
 import { SERVER_DEFAULTS as S } from '../config.js';
-import { loadKubeConfig } from '../kube/client.js';
 import { StartupError, startWebhookServer, type WebhookServerOptions } from '../server/serve.js';
 import { cipherList, tlsMinVersion } from '../tls/serving.js';
 import {
@@ -12,6 +11,7 @@ import {
   CommandError,
   timerFlag,
   intFlag,
+  kubeConfigFromFlags,
   type MutationFlagValues,
   mutationOptionsFromFlags,
   nonNegativeIntFlag,
@@ -83,12 +83,7 @@ async function runServe(f: ServeFlags): Promise<void> {
   const destination = pino.destination({ sync: false, minLength: 4096, periodicFlush: 1000 });
   const logger = pino({ level: f.logLevel, base: { service: 'pod-identity-webhook' } }, destination);
   const options = serveOptionsFromFlags(f, (m) => logger.warn(m));
-  let kubeConfig;
-  try {
-    kubeConfig = loadKubeConfig({ kubeconfig: f.kubeconfig, kubeApi: f.kubeApi });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const kubeConfig = kubeConfigFromFlags(f);
   if (f.clientCa) {
     try {
       readFileSync(f.clientCa, 'utf8');
