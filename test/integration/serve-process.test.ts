@@ -103,8 +103,13 @@ t.test('ServiceAccounts created after startup: delivered by the watch, or read w
   await until(() => fake.activeWatches() >= 1, 'the ServiceAccount watch');
 
   t.test('the watch', async (t) => {
+    const lastSync = 'pod_identity_webhook_reflector_last_sync_timestamp_seconds{resource="serviceaccounts"}';
+    const listedAt = await metric(server.metricsPort, lastSync);
+    t.ok(listedAt > 0, 'the initial list set the last-sync time');
+    await new Promise((r) => setTimeout(r, 1100));
     fake.serviceAccount('default', 'added-later', { [ROLE_ARN]: roleFor('added-later') });
     await eventually(() => metric(server.metricsPort, 'pod_identity_webhook_service_account_cache_size'), (n) => n === 2, 'the watch to deliver it');
+    t.ok((await metric(server.metricsPort, lastSync)) > listedAt, 'a watch event moves the last-sync time forward');
     const r = await admit(server.port, env.a, podOf('added-later'));
     t.ok(r.patchText.includes(roleFor('added-later')), 'the new role is used');
     t.equal(fake.getCount('serviceaccounts', 'default', 'added-later'), 0, 'no GET was needed');
