@@ -60,7 +60,7 @@ async function startServe(fake: FakeApi, cert: { certFile: string; keyFile: stri
   const metricsPort = await freePort();
   const child = spawn(process.execPath, [
     'dist/cli.js', 'serve', '--kubeconfig', fake.kubeconfigPath, '--tls-cert', cert.certFile, '--tls-key', cert.keyFile,
-    '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', '127.0.0.1', '--log-level', 'info',
+    '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', '127.0.0.1', '--log-level', process.env['BENCH_LOG_LEVEL'] ?? 'info',
   ], { stdio: ['ignore', 'ignore', 'inherit'] });
   const readyMs = await waitReady(port, ca);
   return { child, port, readyMs };
