@@ -370,6 +370,18 @@ cmd_down() {
   log "stopped"
 }
 
+# start_retrying NAME FUNCTION: FUNCTION returns 2 on a port clash (another
+# process took the free port first); try again with new ports, up to 5 times.
+start_retrying() {
+  local name=$1 start=$2 i rc=0
+  for i in 1 2 3 4 5; do
+    rc=0; "$start" || rc=$?
+    ((rc == 2)) || break
+    log "$name port clash, retrying"
+  done
+  ((rc == 0)) || die "$name failed to start (log: $STATE/$name.log)"
+}
+
 cmd_up() {
   local start rc i
   build
@@ -394,18 +406,8 @@ cmd_up() {
   gen_pki
   # On failure: show the logs, stop what was started, keep the logs.
   trap 'rc=$?; if ((rc)); then tail_logs; stop_all; fi' EXIT
-  for i in 1 2 3 4 5; do
-    rc=0; start_etcd || rc=$?
-    ((rc == 2)) || break
-    log "etcd port clash, retrying"
-  done
-  ((rc == 0)) || die "etcd failed to start (log: $STATE/etcd.log)"
-  for i in 1 2 3 4 5; do
-    rc=0; start_apiserver || rc=$?
-    ((rc == 2)) || break
-    log "kube-apiserver port clash, retrying"
-  done
-  ((rc == 0)) || die "kube-apiserver failed to start (log: $STATE/kube-apiserver.log)"
+  start_retrying etcd start_etcd
+  start_retrying kube-apiserver start_apiserver
   write_kubeconfig "$(<"$STATE/apiserver.port")"
   write_env
   printf '%s\n' "$FINGERPRINT" >"$STATE/config"
