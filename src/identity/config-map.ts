@@ -18,6 +18,34 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+const FIELDS = ['RoleARN', 'Audience', 'UseRegionalSTS', 'TokenExpiration'] as const;
+type Field = (typeof FIELDS)[number];
+const FIELD_BY_FOLDED = new Map<string, Field>(FIELDS.map((f) => [f.toLowerCase(), f]));
+
+/**
+ * Go's encoding/json matches an object key to a struct field ignoring case
+ * (Unicode simple case folding). The field names are ASCII, and besides ASCII
+ * letters only two characters fold onto them: the long s (U+017F, to s) and
+ * the Kelvin sign (U+212A, which toLowerCase already maps to k).
+ */
+function fieldOf(key: string): Field | undefined {
+  return FIELD_BY_FOLDED.get(key.replace(/\u017f/g, 's').toLowerCase());
+}
+
+/**
+ * An entry's fields as Go decodes them: every key that matches a field is
+ * assigned in document order, so the last one wins; null leaves the field as
+ * it was; unknown keys are ignored.
+ */
+function goFields(raw: Record<string, unknown>): Partial<Record<Field, unknown>> {
+  const out: Partial<Record<Field, unknown>> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    const field = fieldOf(key);
+    if (field !== undefined && value !== null) out[field] = value;
+  }
+  return out;
+}
+
 /**
  * Parses `data.config` of the ConfigMap. Throws an Error naming the first
  * problem; callers keep their last good configuration when it throws.
@@ -38,7 +66,7 @@ export function parseConfigMapConfig(text: string | undefined): Map<string, Conf
       throw new Error(`data.config key "${key}" must be "namespace/name" or "*/name"`);
     }
     if (!isRecord(raw)) throw new Error(`data.config["${key}"] must be an object`);
-    const { RoleARN, Audience, UseRegionalSTS, TokenExpiration } = raw;
+    const { RoleARN, Audience, UseRegionalSTS, TokenExpiration } = goFields(raw);
     if (RoleARN !== undefined && typeof RoleARN !== 'string') throw new Error(`data.config["${key}"].RoleARN must be a string`);
     if (Audience !== undefined && typeof Audience !== 'string') throw new Error(`data.config["${key}"].Audience must be a string`);
     if (UseRegionalSTS !== undefined && typeof UseRegionalSTS !== 'boolean') {

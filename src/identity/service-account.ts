@@ -2,6 +2,7 @@
 // read (from the cache or a file), so admission never re-parses annotations.
 import { ANNOTATION, MIN_TOKEN_EXPIRATION } from '../config.js';
 import { isWellFormedRoleArn, parseGoBool, parseGoInt } from '../mutation/values.js';
+import { quote } from '../mutation/warnings.js';
 
 export interface ServiceAccountSettings {
   roleArn?: string;
@@ -31,11 +32,11 @@ export function parseTokenExpirationAnnotation(
 ): number | undefined {
   const n = parseGoInt(text);
   if (n === undefined) {
-    warnings.push(`annotation ${key}="${text}" is not a whole number of seconds; it is ignored`);
+    warnings.push(`annotation ${key}=${quote(text)} is not a whole number of seconds; it is ignored`);
     return undefined;
   }
   if (n < MIN_TOKEN_EXPIRATION) {
-    warnings.push(`annotation ${key}="${text}" is below the minimum of ${MIN_TOKEN_EXPIRATION} seconds; ${MIN_TOKEN_EXPIRATION} is used`);
+    warnings.push(`annotation ${key}=${quote(text)} is below the minimum of ${MIN_TOKEN_EXPIRATION} seconds; ${MIN_TOKEN_EXPIRATION} is used`);
   }
   return clampTokenExpiration(n);
 }
@@ -44,24 +45,32 @@ export function parseServiceAccountAnnotations(
   annotations: Readonly<Record<string, string>> | undefined | null,
   prefix: string,
 ): ServiceAccountSettings {
-  if (!annotations) return NO_SETTINGS;
+  if (typeof annotations !== 'object' || annotations === null) return NO_SETTINGS;
   const key = (suffix: string): string => `${prefix}/${suffix}`;
-  const roleArn = annotations[key(ANNOTATION.roleArn)];
-  const audience = annotations[key(ANNOTATION.audience)];
-  const sts = annotations[key(ANNOTATION.stsRegionalEndpoints)];
-  const expiration = annotations[key(ANNOTATION.tokenExpiration)];
-  if (roleArn === undefined && audience === undefined && sts === undefined && expiration === undefined) {
+  const warnings: string[] = [];
+  // Annotations may come from a file: only own string values count.
+  const read = (suffix: string): string | undefined => {
+    if (!Object.hasOwn(annotations, key(suffix))) return undefined;
+    const v: unknown = annotations[key(suffix)];
+    if (typeof v === 'string') return v;
+    warnings.push(`annotation ${key(suffix)} is not a string; it is ignored`);
+    return undefined;
+  };
+  const roleArn = read(ANNOTATION.roleArn);
+  const audience = read(ANNOTATION.audience);
+  const sts = read(ANNOTATION.stsRegionalEndpoints);
+  const expiration = read(ANNOTATION.tokenExpiration);
+  if (roleArn === undefined && audience === undefined && sts === undefined && expiration === undefined && warnings.length === 0) {
     return NO_SETTINGS;
   }
 
-  const warnings: string[] = [];
   const settings: ServiceAccountSettings = { warnings };
   if (roleArn !== undefined) {
     const arn = roleArn.trim();
     if (arn !== '') {
       if (!isWellFormedRoleArn(arn)) {
         warnings.push(
-          `annotation ${key(ANNOTATION.roleArn)}="${roleArn}" is not a role ARN of the form arn:<partition>:iam::<12-digit account>:role/<name>`,
+          `annotation ${key(ANNOTATION.roleArn)}=${quote(roleArn)} is not a role ARN of the form arn:<partition>:iam::<12-digit account>:role/<name>`,
         );
       }
       settings.roleArn = arn;
@@ -71,7 +80,7 @@ export function parseServiceAccountAnnotations(
   if (sts !== undefined) {
     const value = parseGoBool(sts);
     if (value === undefined) {
-      warnings.push(`annotation ${key(ANNOTATION.stsRegionalEndpoints)}="${sts}" is not true or false; it is ignored`);
+      warnings.push(`annotation ${key(ANNOTATION.stsRegionalEndpoints)}=${quote(sts)} is not true or false; it is ignored`);
     } else {
       settings.regionalSts = value;
     }

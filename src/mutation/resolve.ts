@@ -1,7 +1,6 @@
 // Which identity a pod's ServiceAccount gives it, from what is known about
 // that ServiceAccount. Pure: the caller gathers the sources.
 import type { MutationOptions } from '../config.js';
-import { DEFAULT_TOKEN_EXPIRATION } from '../config.js';
 import { type ConfigMapIdentities, lookupConfigMap } from '../identity/config-map.js';
 import { type ContainerCredentialsIdentities, containerCredentialsKey } from '../identity/container-credentials.js';
 import type { ServiceAccountSettings } from '../identity/service-account.js';
@@ -16,8 +15,6 @@ export interface IdentitySources {
 interface TokenSettings {
   regionalSts: boolean;
   tokenExpiration: number;
-  /** True when no annotation or ConfigMap entry chose the lifetime. */
-  tokenExpirationIsDefault: boolean;
 }
 
 export interface WebIdentity extends TokenSettings {
@@ -61,7 +58,6 @@ export function resolveIdentity(
         mode: 'container-credentials',
         regionalSts: sa?.regionalSts ?? cm?.regionalSts ?? options.regionalSts,
         tokenExpiration: tokenExpiration ?? options.tokenExpiration,
-        tokenExpirationIsDefault: tokenExpiration === undefined && options.tokenExpiration === DEFAULT_TOKEN_EXPIRATION,
       },
     };
   }
@@ -78,7 +74,6 @@ export function resolveIdentity(
       audience: sa?.audience ?? cm?.audience ?? options.tokenAudience,
       regionalSts: sa?.regionalSts ?? cm?.regionalSts ?? options.regionalSts,
       tokenExpiration: tokenExpiration ?? options.tokenExpiration,
-      tokenExpirationIsDefault: tokenExpiration === undefined && options.tokenExpiration === DEFAULT_TOKEN_EXPIRATION,
     },
   };
 }

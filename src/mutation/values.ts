@@ -27,17 +27,120 @@ export function parseGoInt(text: string): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
-/** A comma-separated list (Go's csv reader, one record), trimmed, empty names dropped. */
-export function parseNameList(text: string): string[] {
-  return text
-    .split(',')
-    .map((s) => s.trim().replace(/^"(.*)"$/, '$1'))
-    .filter((s) => s.length > 0);
-}
-
 /** The shape the reference webhook accepts without a warning. */
 const ROLE_ARN = /^arn:aws[a-z0-9-]*:iam::\d{12}:role\/[\w\-/.@+=,]+$/;
 
 export function isWellFormedRoleArn(arn: string): boolean {
   return ROLE_ARN.test(arn);
+}
+
+/** What a skip-containers annotation says about one pod's containers. */
+export interface SkipContainers {
+  /** The pod's containers the annotation names. */
+  skipped: ReadonlySet<string>;
+  /** How many names match no container of the pod, and the first few of them. */
+  unmatched: number;
+  unmatchedExamples: readonly string[];
+  /** Set when the text is not a valid CSV record; then nothing is skipped. */
+  error?: string;
+}
+
+const UNMATCHED_EXAMPLES = 3;
+const QUOTE = 0x22;
+const COMMA = 0x2c;
+const LF = 0x0a;
+const CR = 0x0d;
+
+/** The characters String.prototype.trim removes. */
+function isTrimmed(c: number): boolean {
+  return (c >= 0x09 && c <= 0x0d) || c === 0x20 || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a)
+    || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
+}
+
+/**
+ * The skip-containers annotation, read as the reference webhook reads it: the
+ * first record of Go's encoding/csv reader with its defaults (comma-separated,
+ * RFC 4180 quotes with "" inside quoted fields, CRLF read as LF, blank lines
+ * before the record ignored, any quote error means nothing is skipped). Unlike
+ * the reference, whitespace around each name is trimmed and empty names are
+ * dropped. One pass over the text, and only names as long as some container's
+ * name are ever cut out of it, so a list of 300,000 names costs no allocation
+ * per name.
+ */
+export function parseSkipContainers(text: string, containers: ReadonlySet<string>): SkipContainers {
+  const skipped = new Set<string>();
+  const examples: string[] = [];
+  let unmatched = 0;
+  const lengths = new Set<number>();
+  for (const name of containers) lengths.add(name.length);
+  const onName = (name: string): void => {
+    if (containers.has(name)) {
+      skipped.add(name);
+      return;
+    }
+    unmatched++;
+    if (examples.length < UNMATCHED_EXAMPLES && !examples.includes(name)) examples.push(name);
+  };
+  /** An unquoted field text[from, to), trimmed, looked at without copying unless it could match. */
+  const onSlice = (from: number, to: number): void => {
+    while (from < to && isTrimmed(text.charCodeAt(from))) from++;
+    while (to > from && isTrimmed(text.charCodeAt(to - 1))) to--;
+    if (from === to) return;
+    if (lengths.has(to - from) || examples.length < UNMATCHED_EXAMPLES) onName(text.slice(from, to));
+    else unmatched++;
+  };
+  const fail = (why: string): SkipContainers => ({ skipped: new Set(), unmatched: 0, unmatchedExamples: [], error: why });
+
+  // Go drops a carriage return that ends the input, and reads CRLF as LF.
+  const end = text.length > 0 && text.charCodeAt(text.length - 1) === CR ? text.length - 1 : text.length;
+  const newlineAt = (i: number): number => {
+    const c = text.charCodeAt(i);
+    if (c === LF) return 1;
+    return c === CR && i + 1 < end && text.charCodeAt(i + 1) === LF ? 2 : 0;
+  };
+  let i = 0;
+  for (let nl = newlineAt(i); i < end && nl > 0; nl = newlineAt(i)) i += nl; // blank lines
+  if (i >= end) return { skipped, unmatched, unmatchedExamples: examples };
+
+  for (;;) {
+    if (text.charCodeAt(i) !== QUOTE || i >= end) {
+      let j = i;
+      for (; j < end; j++) {
+        const c = text.charCodeAt(j);
+        if (c === COMMA || newlineAt(j) > 0) break;
+        if (c === QUOTE) return fail(`a quote inside the unquoted name at offset ${j}`);
+      }
+      onSlice(i, j);
+      if (j < end && text.charCodeAt(j) === COMMA) {
+        i = j + 1;
+        continue;
+      }
+      break;
+    }
+    // A quoted field: "" is a quote, and it may span lines.
+    const start = i;
+    let value = '';
+    i++;
+    for (;;) {
+      const q = text.indexOf('"', i);
+      if (q < 0 || q >= end) return fail(`the quoted name at offset ${start} is not closed`);
+      value += text.slice(i, q);
+      i = q + 1;
+      if (i < end && text.charCodeAt(i) === QUOTE) {
+        value += '"';
+        i++;
+        continue;
+      }
+      break;
+    }
+    const name = value.replace(/\r\n/g, '\n').trim();
+    if (name !== '') onName(name);
+    if (i < end && text.charCodeAt(i) === COMMA) {
+      i++;
+      continue;
+    }
+    if (i >= end || newlineAt(i) > 0) break;
+    return fail(`unexpected text after the quoted name at offset ${start}`);
+  }
+  return { skipped, unmatched, unmatchedExamples: examples };
 }

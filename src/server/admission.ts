@@ -1,11 +1,18 @@
 // AdmissionReview in -> identity lookup -> engine -> AdmissionReview out.
 // Knows nothing of HTTP: the route hands it the parsed body.
-import type { V1Pod } from '@kubernetes/client-node';
 import type { MutationOptions } from '../config.js';
 import type { ConfigMapIdentities } from '../identity/config-map.js';
 import type { ContainerCredentialsIdentities } from '../identity/container-credentials.js';
 import type { ServiceAccountSettings } from '../identity/service-account.js';
-import { mutatePod, patchJson, serviceAccountNameOf } from '../mutation/index.js';
+import {
+  boundWarnings,
+  decodePod,
+  mutatePodView,
+  type PodView,
+  patchJson,
+  unreadablePodWarning,
+} from '../mutation/index.js';
+import { describeValue } from '../mutation/warnings.js';
 
 import type { LookupOutcome } from '../identity/service-account-cache.js';
 
@@ -45,30 +52,60 @@ export interface ReviewOutcome {
   };
 }
 
+/** The fields of a request the webhook reads, each checked for its type. */
 interface AdmissionRequest {
   uid: string;
-  kind?: { group?: string; version?: string; kind?: string };
-  resource?: { resource?: string };
-  subResource?: string;
-  namespace?: string;
-  operation?: string;
-  object?: unknown;
+  kind: string | undefined;
+  group: string | undefined;
+  resource: string | undefined;
+  subResource: string | undefined;
+  namespace: string | undefined;
+  operation: string | undefined;
+  object: unknown;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
+type Obj = Record<string, unknown>;
+
+function isObject(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** An own property only: "__proto__" or "constructor" are never looked up the prototype chain. */
+function own(o: unknown, key: string): unknown {
+  return isObject(o) && Object.hasOwn(o, key) ? o[key] : undefined;
+}
+
+function ownString(o: unknown, key: string): string | undefined {
+  const v = own(o, key);
+  return typeof v === 'string' ? v : undefined;
 }
 
 function readRequest(body: unknown): { apiVersion: string; request: AdmissionRequest } {
   if (!isObject(body)) throw new BadReviewError('body is not a JSON object');
-  const { apiVersion, kind, request } = body;
-  if (kind !== 'AdmissionReview') throw new BadReviewError(`kind is ${JSON.stringify(kind)}, expected "AdmissionReview"`);
+  const apiVersion = own(body, 'apiVersion');
+  const kind = own(body, 'kind');
+  const request = own(body, 'request');
+  if (kind !== 'AdmissionReview') throw new BadReviewError(`kind is ${describeValue(kind)}, expected "AdmissionReview"`);
   if (typeof apiVersion !== 'string' || !(ADMISSION_API_VERSIONS as readonly string[]).includes(apiVersion)) {
-    throw new BadReviewError(`apiVersion ${JSON.stringify(apiVersion)} is not one of ${ADMISSION_API_VERSIONS.join(', ')}`);
+    throw new BadReviewError(`apiVersion is ${describeValue(apiVersion)}, expected one of ${ADMISSION_API_VERSIONS.join(', ')}`);
   }
   if (!isObject(request)) throw new BadReviewError('AdmissionReview has no request');
-  if (typeof request['uid'] !== 'string' || request['uid'] === '') throw new BadReviewError('request.uid is missing');
-  return { apiVersion, request: request as unknown as AdmissionRequest };
+  const uid = own(request, 'uid');
+  if (typeof uid !== 'string' || uid === '') throw new BadReviewError('request.uid is missing');
+  const kindOf = own(request, 'kind');
+  return {
+    apiVersion,
+    request: {
+      uid,
+      kind: ownString(kindOf, 'kind'),
+      group: ownString(kindOf, 'group'),
+      resource: ownString(own(request, 'resource'), 'resource'),
+      subResource: ownString(request, 'subResource'),
+      namespace: ownString(request, 'namespace'),
+      operation: ownString(request, 'operation'),
+      object: own(request, 'object'),
+    },
+  };
 }
 
 /** The response review, written directly: it is sent for every pod the cluster creates. */
@@ -83,7 +120,7 @@ const WARNING_PREFIX = 'pod-identity-webhook: ';
 
 /** Only pod CREATE is mutated; everything else is allowed unchanged. */
 function isPodCreate(r: AdmissionRequest): boolean {
-  return r.operation === 'CREATE' && !r.subResource && (r.kind?.kind === 'Pod' || r.resource?.resource === 'pods') && (r.kind?.group ?? '') === '';
+  return r.operation === 'CREATE' && !r.subResource && (r.kind === 'Pod' || r.resource === 'pods') && (r.group ?? '') === '';
 }
 
 /**
@@ -101,12 +138,17 @@ export function reviewAdmission(
   if (!isPodCreate(request)) {
     return { review: respond(apiVersion, uid), outcome: 'ignored', log: { uid } };
   }
-  if (!isObject(request.object) || !isObject(request.object['spec'])) {
+  if (!isObject(request.object) || !isObject(own(request.object, 'spec'))) {
     throw new BadReviewError('request.object is not a Pod with a spec');
   }
-  const pod = request.object as V1Pod;
-  const namespace = (typeof request.namespace === 'string' && request.namespace) || pod.metadata?.namespace || 'default';
-  const name = serviceAccountNameOf(pod);
+  const decoded = decodePod(request.object);
+  if (!decoded.pod) {
+    const warnings = boundWarnings([unreadablePodWarning(decoded.problem)], WARNING_PREFIX);
+    return { review: respond(apiVersion, uid, undefined, warnings), outcome: 'unchanged', log: { uid, warnings: 1 } };
+  }
+  const pod = decoded.pod;
+  const namespace = request.namespace || pod.namespace || 'default';
+  const name = pod.serviceAccountName || 'default';
   const found = identities.serviceAccount(namespace, name);
   const admit = (lookup: ServiceAccountLookup): ReviewOutcome =>
     admitPod(apiVersion, uid, pod, namespace, name, lookup, identities, options, random);
@@ -116,7 +158,7 @@ export function reviewAdmission(
 function admitPod(
   apiVersion: string,
   uid: string,
-  pod: V1Pod,
+  pod: PodView,
   namespace: string,
   name: string,
   lookup: ServiceAccountLookup,
@@ -124,23 +166,25 @@ function admitPod(
   options: MutationOptions,
   random: (() => number) | undefined,
 ): ReviewOutcome {
-  const result = mutatePod(
+  const result = mutatePodView(
     pod,
     namespace,
+    name,
     { serviceAccount: lookup.settings, configMap: identities.configMap(), containerCredentials: identities.containerCredentials() },
     options,
     random,
   );
-  const warnings = result.warnings.map((w) => WARNING_PREFIX + w);
+  const found = [...result.warnings];
   if (!result.identity && (lookup.outcome === 'timeout' || lookup.outcome === 'error')) {
-    warnings.push(`${WARNING_PREFIX}ServiceAccount ${namespace}/${name} could not be read in time (${lookup.outcome}); the pod was admitted without AWS credentials`);
+    found.push(`ServiceAccount ${namespace}/${name} could not be read in time (${lookup.outcome}); the pod was admitted without AWS credentials`);
   }
+  const warnings = boundWarnings(found, WARNING_PREFIX);
   return {
     review: respond(apiVersion, uid, result.patch.length > 0 ? patchJson(result.patch) : undefined, warnings),
     outcome: result.patch.length > 0 ? 'mutated' : 'unchanged',
     log: {
       uid,
-      pod: pod.metadata?.name || pod.metadata?.generateName || '',
+      pod: pod.name,
       namespace,
       serviceAccount: name,
       mode: result.identity?.mode ?? 'none',
