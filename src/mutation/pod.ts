@@ -4,7 +4,7 @@
 // well-typed pods, so such a pod comes from someone probing the webhook).
 // Only own properties are read, so keys like "__proto__" or "constructor" are
 // plain data here, and no value of the wrong type is ever converted to a string.
-import { describeValue } from './warnings.js';
+import { describeValue, quote } from './warnings.js';
 
 export interface EnvVarView {
   name: string;
@@ -110,7 +110,7 @@ function stringMap(o: Obj, key: string, path: string): Map<string, string> | und
   const out = new Map<string, string>();
   for (const k of Object.keys(m)) {
     const v = m[k];
-    if (typeof v !== 'string') fail(`${path}.${key}[${describeValue(k)}]`, 'a string', v);
+    if (typeof v !== 'string') fail(`${path}.${key}[${quote(k, 32)}]`, 'a string', v);
     out.set(k, v);
   }
   return out;
