@@ -1,0 +1,66 @@
+// Property: whatever object a caller hands to reviewAdmission (wrong types
+// everywhere, deep or huge values, "__proto__" keys, values whose string
+// conversion throws, lone surrogates, hundreds of thousands of skip-containers
+// names) the answer is a 400 (BadReviewError) or an AdmissionReview that echoes
+// the uid, allows the pod, keeps warnings within the API server's limits, and
+// carries a patch that applies to the pod sent, only ever appending.
+import t from 'tap';
+import fc from 'fast-check';
+import { performance } from 'node:perf_hooks';
+import { DEFAULT_MUTATION_OPTIONS } from '../../src/config.js';
+import { parseConfigMapConfig } from '../../src/identity/config-map.js';
+import { BadReviewError, reviewAdmission, type ReviewOutcome } from '../../src/server/admission.js';
+import { answerProblem, hostile, ROLE, reviewArbitrary } from '../helpers/hostile.js';
+import { staticIdentities } from '../helpers/identities.js';
+
+const huge = 'x'.repeat(500_000);
+const ids = staticIdentities();
+ids.set('default', 'app', { 'eks.amazonaws.com/role-arn': ROLE, 'eks.amazonaws.com/sts-regional-endpoints': 'true' });
+ids.set('shop', 'app', { 'eks.amazonaws.com/role-arn': ROLE, 'eks.amazonaws.com/token-expiration': '86400' });
+ids.set('default', 'bad', { 'eks.amazonaws.com/role-arn': `arn:${huge}\ud800`, 'eks.amazonaws.com/token-expiration': huge, 'eks.amazonaws.com/audience': huge });
+ids.set('shop', 'bad', {});
+ids.set('default', 'cc', {});
+ids.set('shop', 'cc', { 'eks.amazonaws.com/sts-regional-endpoints': 'maybe' });
+ids.containerCredentials.add('default/cc');
+ids.containerCredentials.add('shop/app');
+ids.configMap = parseConfigMapConfig(JSON.stringify({ '*/none': { roleArn: ROLE, tokenExpiration: 86400 } }));
+ids.missDelayMs = 0; // "none" is not cached: it takes the asynchronous path
+const options = { ...DEFAULT_MUTATION_OPTIONS, region: 'us-east-1' };
+/** Only runaway work trips this; a review takes well under a millisecond. */
+const RUNAWAY_MS = 250;
+
+const RUNS = 10_000;
+
+async function review(body: unknown): Promise<{ outcome?: ReviewOutcome; ms: number }> {
+  const start = performance.now();
+  try {
+    const outcome = await reviewAdmission(body, ids.provider, options, () => 0.5);
+    return { outcome, ms: performance.now() - start };
+  } catch (err) {
+    if (err instanceof BadReviewError) return { ms: performance.now() - start };
+    throw err;
+  }
+}
+
+t.test(`${RUNS} hostile reviews: never an exception, always a valid answer and an applicable patch`, async (t) => {
+  let answered = 0;
+  let patched = 0;
+  await fc.assert(
+    fc.asyncProperty(reviewArbitrary(hostile), async (body) => {
+      let { outcome, ms } = await review(body);
+      // A slow run can be a GC pause on a busy machine; runaway work is slow every time.
+      if (ms > RUNAWAY_MS) ({ outcome, ms } = await review(body));
+      if (ms > RUNAWAY_MS) throw new Error(`review took ${ms.toFixed(0)} ms`);
+      if (!outcome) return;
+      answered++;
+      if (outcome.outcome === 'mutated') patched++;
+      const sent = (body as { request: { object: unknown } }).request.object;
+      const problem = answerProblem(body, outcome.review, sent);
+      if (problem) throw new Error(problem);
+    }),
+    { numRuns: RUNS },
+  );
+  t.comment(`${answered} answered with an AdmissionReview, ${patched} of them with a patch`);
+  t.ok(answered > RUNS / 2, 'most generated reviews are usable');
+  t.ok(patched > RUNS / 10, 'many are mutated');
+});
