@@ -6,10 +6,11 @@ import { MAX_WARNING_LENGTH, MAX_WARNINGS_LENGTH } from '../../src/mutation/inde
 
 export const ROLE = 'arn:aws:iam::111122223333:role/s3-reader';
 
-/** An array nested `depth` levels deep, built without recursion. */
+/** An array nested `depth` levels deep, built without recursion; fast-check prints it briefly. */
 export function deepArray(depth: number): unknown[] {
   let v: unknown[] = [];
   for (let i = 1; i < depth; i++) v = [v];
+  Object.defineProperty(v, fc.toStringMethod, { value: () => `<list nested ${depth} deep>` });
   return v;
 }
 
@@ -29,9 +30,26 @@ export const jsonTraps = fc.constantFrom(
   '{"constructor":{"prototype":{"polluted":"yes"}}}', '{"__proto__":[]}', '{"hasOwnProperty":1}', '["shop"]', '[[["app"]]]',
 ).map((text) => JSON.parse(text) as unknown);
 
+/** Stands for bytes that are not UTF-8 where a test sends raw bytes (see invalidUtf8). */
+export const BAD_UTF8_MARKER = '\u0001bad-utf8\u0001';
+
+/** Stands for a list nested this deep where a test sends JSON text (JSON.stringify cannot nest that deep). */
+const DEEP_MARKER = (depth: number): string => `\u0001deep:${depth}\u0001`;
+
+/**
+ * JSON text -> the bytes sent: each bad-UTF-8 marker becomes bytes that are
+ * not valid UTF-8, each deep marker (a JSON string) a list nested that deep.
+ */
+export function toPayload(json: string): Buffer {
+  const text = json.replace(/"\\u0001deep:(\d+)\\u0001"/g, (_, n: string) => '['.repeat(Number(n)) + ']'.repeat(Number(n)));
+  const parts = text.split(JSON.stringify(BAD_UTF8_MARKER).slice(1, -1));
+  const bad = Buffer.from([0xff, 0xfe, 0xc3, 0x28, 0xed, 0xa0, 0x80]);
+  return Buffer.concat(parts.flatMap((p, i) => (i === 0 ? [Buffer.from(p)] : [bad, Buffer.from(p)])));
+}
+
 /** Strings with lone surrogates, control characters and non-BMP text. */
 export const oddString = fc.oneof(
-  fc.constantFrom('\ud800', 'a\udc00b', '\udfff\ud800', '\u0000', '\u2028', '😀', 'app\ud83d', '"', '\\', 'a,b', '"a,b",c', 'a"b', '__proto__', 'constructor'),
+  fc.constantFrom(BAD_UTF8_MARKER, '\ud800', 'a\udc00b', '\udfff\ud800', '\u0000', '\u2028', '😀', 'app\ud83d', '"', '\\', 'a,b', '"a,b",c', 'a"b', '__proto__', 'constructor'),
   fc.string({ unit: 'binary', maxLength: 12 }),
 );
 
@@ -52,7 +70,7 @@ export const hostileJson: fc.Arbitrary<unknown> = fc.oneof(
   { weight: 6, arbitrary: wrongScalar },
   { weight: 3, arbitrary: fc.jsonValue({ maxDepth: 2 }) },
   { weight: 2, arbitrary: jsonTraps },
-  { weight: 1, arbitrary: fc.integer({ min: 100, max: 10_000 }).map(deepArray) },
+  { weight: 1, arbitrary: fc.integer({ min: 100, max: 10_000 }).map(DEEP_MARKER) },
   { weight: 1, arbitrary: fc.integer({ min: 1_000, max: 200_000 }).map((n) => 'x'.repeat(n)) },
 );
 

@@ -4,15 +4,20 @@
 import t from 'tap';
 import fc from 'fast-check';
 import pino from 'pino';
-import { DEFAULT_MUTATION_OPTIONS } from '../../src/config.js';
+import { performance } from 'node:perf_hooks';
+import { DEFAULT_MUTATION_OPTIONS, SERVER_DEFAULTS } from '../../src/config.js';
 import { buildWebhookApp } from '../../src/server/app.js';
 import { createMetrics } from '../../src/server/metrics.js';
+import { answerProblem, hostileJson, toPayload, reviewArbitrary } from '../helpers/hostile.js';
 import { staticIdentities } from '../helpers/identities.js';
 import { ROLE } from '../helpers/pods.js';
 
 const ids = staticIdentities();
 ids.set('default', 'app', { 'eks.amazonaws.com/role-arn': ROLE, 'eks.amazonaws.com/sts-regional-endpoints': 'true' });
+ids.set('shop', 'app', { 'eks.amazonaws.com/role-arn': ROLE, 'eks.amazonaws.com/token-expiration': '86400' });
+ids.set('default', 'bad', { 'eks.amazonaws.com/role-arn': `arn:${'x'.repeat(100_000)}`, 'eks.amazonaws.com/token-expiration': 'x'.repeat(100_000) });
 ids.containerCredentials.add('default/cc');
+ids.containerCredentials.add('shop/app');
 
 const app = await buildWebhookApp({
   https: {},
@@ -20,7 +25,7 @@ const app = await buildWebhookApp({
   identities: ids.provider,
   metrics: createMetrics({ defaultMetrics: false }),
   logger: pino({ level: 'silent' }),
-  bodyLimit: 1024 * 1024,
+  bodyLimit: SERVER_DEFAULTS.bodyLimitBytes,
   readiness: () => ({ ready: true, reasons: [] }),
 });
 t.teardown(() => app.close());
@@ -75,4 +80,35 @@ t.test('generated bodies never produce a 500', async (t) => {
     { numRuns: 2000 },
   );
   t.pass('2000 generated bodies');
+});
+
+/** Only runaway work trips this; an admission takes well under a millisecond. */
+const RUNAWAY_MS = 250;
+const HOSTILE_RUNS = 800;
+
+t.test(`${HOSTILE_RUNS} hostile reviews over HTTP: status < 500, a valid answer, a patch that applies`, async (t) => {
+  let answered = 0;
+  await fc.assert(
+    fc.asyncProperty(reviewArbitrary(hostileJson), async (review) => {
+      const payload = toPayload(JSON.stringify(review));
+      const send = async () => {
+        const start = performance.now();
+        const r = await app.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'application/json' }, payload });
+        return { r, ms: performance.now() - start };
+      };
+      let { r, ms } = await send();
+      // A slow request can be a GC pause on a busy machine; runaway work is slow every time.
+      if (ms > RUNAWAY_MS) ({ r, ms } = await send());
+      if (ms > RUNAWAY_MS) throw new Error(`request took ${ms.toFixed(0)} ms`);
+      if (r.statusCode >= 500) throw new Error(`status ${r.statusCode}: ${r.body}`);
+      if (r.statusCode !== 200) return;
+      answered++;
+      // The pod as the server read it: bytes that are not UTF-8 became U+FFFD.
+      const sent = JSON.parse(payload.toString('utf8')) as { request: { object: unknown } };
+      const problem = answerProblem(sent, r.body, sent.request.object);
+      if (problem) throw new Error(problem);
+    }),
+    { numRuns: HOSTILE_RUNS },
+  );
+  t.ok(answered > HOSTILE_RUNS / 2, `${answered} answered with an AdmissionReview`);
 });
