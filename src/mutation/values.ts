@@ -102,15 +102,22 @@ export function parseSkipContainers(text: string, containers: ReadonlySet<string
   for (let nl = newlineAt(i); i < end && nl > 0; nl = newlineAt(i)) i += nl; // blank lines
   if (i >= end) return { skipped, unmatched, unmatchedExamples: examples };
 
+  // The next quote and line feed at or after i, found by the engine's indexOf
+  // and searched again only once passed: one pass over the text in all.
+  const next = (ch: string, from: number): number => {
+    const at = text.indexOf(ch, from);
+    return at < 0 || at > end ? end : at;
+  };
+  let quoteAt = next('"', i);
+  let lineFeedAt = next('\n', i);
   for (;;) {
-    if (text.charCodeAt(i) !== QUOTE || i >= end) {
-      let j = i;
-      for (; j < end; j++) {
-        const c = text.charCodeAt(j);
-        if (c === COMMA || newlineAt(j) > 0) break;
-        if (c === QUOTE) return fail(`a quote inside the unquoted name at offset ${j}`);
-      }
-      onSlice(i, j);
+    if (quoteAt < i) quoteAt = next('"', i);
+    if (lineFeedAt < i) lineFeedAt = next('\n', i);
+    if (i >= end || quoteAt !== i) {
+      const j = Math.min(next(',', i), lineFeedAt);
+      if (quoteAt < j) return fail(`a quote inside the unquoted name at offset ${quoteAt}`);
+      // A CR right before the line feed belongs to the line break.
+      onSlice(i, j === lineFeedAt && j < end && j > i && text.charCodeAt(j - 1) === CR ? j - 1 : j);
       if (j < end && text.charCodeAt(j) === COMMA) {
         i = j + 1;
         continue;
