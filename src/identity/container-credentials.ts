@@ -21,17 +21,20 @@ export function parseContainerCredentialsConfig(text: string): Set<string> {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
     throw new Error('expected an object {"identities": [...]}');
   }
-  const list = (doc as { identities?: unknown }).identities;
+  const list = Object.hasOwn(doc, 'identities') ? (doc as { identities?: unknown }).identities : undefined;
   if (list === undefined || list === null) return new Set();
   if (!Array.isArray(list)) throw new Error('"identities" must be an array');
   const keys = new Set<string>();
   list.forEach((item: unknown, i) => {
-    const id = item as { namespace?: unknown; serviceAccount?: unknown } | null;
-    if (typeof id !== 'object' || id === null || typeof id.namespace !== 'string' || typeof id.serviceAccount !== 'string'
-      || id.namespace === '' || id.serviceAccount === '') {
+    // Own properties only: a "__proto__" key is data, never a prototype.
+    const field = (key: string): unknown =>
+      typeof item === 'object' && item !== null && Object.hasOwn(item, key) ? (item as Record<string, unknown>)[key] : undefined;
+    const namespace = field('namespace');
+    const serviceAccount = field('serviceAccount');
+    if (typeof namespace !== 'string' || typeof serviceAccount !== 'string' || namespace === '' || serviceAccount === '') {
       throw new Error(`identities[${i}] must have non-empty string "namespace" and "serviceAccount"`);
     }
-    keys.add(containerCredentialsKey(id.namespace, id.serviceAccount));
+    keys.add(containerCredentialsKey(namespace, serviceAccount));
   });
   return keys;
 }

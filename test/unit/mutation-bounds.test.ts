@@ -7,6 +7,7 @@ import jsonpatch from 'fast-json-patch';
 import type { V1Pod } from '@kubernetes/client-node';
 import { DEFAULT_MUTATION_OPTIONS } from '../../src/config.js';
 import { parseConfigMapConfig } from '../../src/identity/config-map.js';
+import { parseContainerCredentialsConfig } from '../../src/identity/container-credentials.js';
 import { decodePod, mutatePod, type IdentitySources } from '../../src/mutation/index.js';
 import { boundWarnings, MAX_WARNING_LENGTH, MAX_WARNINGS_LENGTH } from '../../src/mutation/warnings.js';
 import { reviewAdmission, type ReviewOutcome } from '../../src/server/admission.js';
@@ -145,4 +146,10 @@ t.test('ConfigMap fields match case-insensitively like Go encoding/json', async 
   const p = pod([{ name: 'app' }]);
   const r = mutatePod(p, 'shop', { serviceAccount: undefined, configMap: parseConfigMapConfig('{"shop/app":{"roleArn":"arn:aws:iam::111122223333:role/cm"}}') }, options());
   t.equal(r.identity?.mode === 'web-identity' && r.identity.roleArn, 'arn:aws:iam::111122223333:role/cm');
+});
+
+t.test('the identities file reads own fields only', async (t) => {
+  t.same([...parseContainerCredentialsConfig('{"identities":[{"namespace":"shop","serviceAccount":"api"}]}')], ['shop/api']);
+  t.throws(() => parseContainerCredentialsConfig('{"identities":[{"__proto__":{"namespace":"shop","serviceAccount":"api"}}]}'), /identities\[0\] must have/);
+  t.same([...parseContainerCredentialsConfig('{"__proto__":{"identities":[{"namespace":"shop","serviceAccount":"api"}]}}')], []);
 });
