@@ -32,6 +32,26 @@ function fieldOf(key: string): Field | undefined {
   return FIELD_BY_FOLDED.get(key.replace(/\u017f/g, 's').toLowerCase());
 }
 
+const KEY_MARK = '\u0000';
+
+/**
+ * JSON text whose object keys each end in KEY_MARK and their position, so that
+ * JSON.parse keeps every key, duplicates included, in document order (Go's
+ * decoder sees each one; JSON.parse would keep only the last value of an exact
+ * duplicate, at the first one's place). Every string literal is one match, so
+ * a key is a string followed by a colon and nothing else is touched.
+ */
+function keysInOrder(json: string): string {
+  let n = 0;
+  return json.replace(/"([^"\\]*(?:\\.[^"\\]*)*)"(\s*:)?/g, (literal: string, body: string, colon: string | undefined) =>
+    colon === undefined ? literal : `"${body}\\u0000${n++}"${colon}`);
+}
+
+function unmarked(key: string): string {
+  const at = key.lastIndexOf(KEY_MARK);
+  return at < 0 ? key : key.slice(0, at);
+}
+
 /**
  * An entry's fields as Go decodes them: every key that matches a field is
  * assigned in document order, so the last one wins; null leaves the field as
@@ -40,7 +60,7 @@ function fieldOf(key: string): Field | undefined {
 function goFields(raw: Record<string, unknown>): Partial<Record<Field, unknown>> {
   const out: Partial<Record<Field, unknown>> = {};
   for (const [key, value] of Object.entries(raw)) {
-    const field = fieldOf(key);
+    const field = fieldOf(unmarked(key));
     if (field !== undefined && value !== null) out[field] = value;
   }
   return out;
@@ -55,12 +75,14 @@ export function parseConfigMapConfig(text: string | undefined): Map<string, Conf
   if (text === undefined || text.trim() === '') return entries;
   let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    JSON.parse(text); // errors point into the text as written
+    doc = JSON.parse(keysInOrder(text));
   } catch (err) {
     throw new Error(`data.config is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
   if (!isRecord(doc)) throw new Error('data.config must be a JSON object keyed "namespace/name"');
-  for (const [key, raw] of Object.entries(doc)) {
+  for (const [marked, raw] of Object.entries(doc)) {
+    const key = unmarked(marked);
     const parts = key.split('/');
     if (parts.length !== 2 || parts[0] === '' || parts[1] === '') {
       throw new Error(`data.config key "${key}" must be "namespace/name" or "*/name"`);

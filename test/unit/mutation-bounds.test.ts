@@ -139,6 +139,11 @@ t.test('ConfigMap fields match case-insensitively like Go encoding/json', async 
   t.equal(entry('{"roleArn":"a","ROLEARN":"b"}')!.roleArn, 'b', 'the later key wins');
   t.equal(entry('{"ROLEARN":"b","RoleARN":"a"}')!.roleArn, 'a', 'the later key wins, exact or not');
   t.equal(entry('{"RoleARN":"a","roleArn":null}')!.roleArn, 'a', 'null leaves the field as it was');
+  t.equal(entry('{"RoleARN":"a","roleArn":"b","RoleARN":"c"}')!.roleArn, 'c', 'an exact duplicate after a folded key still wins, as in Go');
+  t.equal(entry('{"RoleARN":"a","roleArn":"b:\\"x\\":","x":{"RoleARN":"no"}}')!.roleArn, 'b:"x":', 'quotes and colons inside values are values');
+  t.same([...parseConfigMapConfig('{"shop/app":{"RoleARN":"a"},"shop/app":{"Audience":"x"}}').values()], [{ roleArn: '', audience: 'x' }],
+    'a duplicate entry replaces the earlier one whole, as Go decodes a map');
+  t.equal(entry('{"RoleARN":"a\\u0000b"}')!.roleArn, 'a\u0000b', 'a NUL inside a value is kept');
   t.same(entry('{"UseRegionalSTS":false,"uſeregionalsts":true,"to\\u212aenExpiration":1200}'), { roleArn: '', regionalSts: true, tokenExpiration: 1200 },
     'long s and Kelvin sign fold like in Go');
   t.same(entry('{"role_arn":"x","RoleARNs":"y"}'), { roleArn: '' }, 'other keys are ignored');
