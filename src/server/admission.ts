@@ -184,9 +184,10 @@ function admitPod(
     outcome: result.patch.length > 0 ? 'mutated' : 'unchanged',
     log: {
       uid,
-      pod: pod.name,
-      namespace,
-      serviceAccount: name,
+      // Kubernetes names are at most 253 characters; a log line never carries more.
+      pod: pod.name.slice(0, 253),
+      namespace: namespace.slice(0, 253),
+      serviceAccount: name.slice(0, 253),
       mode: result.identity?.mode ?? 'none',
       lookup: lookup.outcome,
       warnings: warnings.length,
