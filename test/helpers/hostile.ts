@@ -165,6 +165,21 @@ function parentOf(doc: unknown, path: string): { parent: unknown; key: string } 
 }
 
 /**
+ * A copy of `value` down to `depth` levels (deeper values are shared), enough
+ * for a patch to be applied without touching the generated value: fast-check
+ * must get back what it generated to shrink a failure.
+ */
+function copyTop(value: unknown, depth = 8): unknown {
+  if (depth === 0 || typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) return value.map((v) => copyTop(v, depth - 1));
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    Object.defineProperty(out, key, { value: copyTop((value as Record<string, unknown>)[key], depth - 1), enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+/**
  * What is wrong with the answer to `review` (the object sent), or undefined.
  * The patch must only append to existing lists or add fields that are absent
  * (or null), and must apply with fast-json-patch's validation to the pod sent.
@@ -200,7 +215,7 @@ export function answerProblem(review: unknown, answer: string, sentPod: unknown)
     }
   }
   try {
-    jsonpatch.applyPatch(sentPod, patch as jsonpatch.Operation[], true, true);
+    jsonpatch.applyPatch(copyTop(sentPod), patch as jsonpatch.Operation[], true, true);
   } catch (err) {
     return `patch does not apply: ${(err as Error).message}`;
   }
