@@ -100,6 +100,7 @@ command -v setpriv >/dev/null && setpriv --pdeathsig KILL true 2>/dev/null && DE
 
 # For `npm test`: build, or explain why the end-to-end tests will skip.
 prepare() {
+  reap_runs # what killed runs left behind
   if [[ -n ${E2E_KUBECONFIG:-} ]]; then
     log "E2E_KUBECONFIG is set: the end-to-end tests use that cluster, nothing to build"
     return
@@ -482,6 +483,14 @@ reap_stale() {
     fi
     exec {fd}>&-
   done
+}
+
+reap_runs() {
+  [[ -d $RUNS ]] || return 0
+  exec 6>"$RUNS/.lock"
+  flock 6
+  reap_stale
+  exec 6>&-
 }
 
 cmd_run() { # name
