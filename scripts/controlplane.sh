@@ -178,8 +178,12 @@ stop_proc() { # pidfile binary-name
   if pid_alive "$pidfile" "$2"; then
     pid=$(<"$pidfile")
     kill -KILL "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do proc_running "$pid" || break; sleep 0.1; done
-    ! proc_running "$pid" || log "warning: $2 ($pid) is still running"
+    # SIGKILL cannot be refused, but on a busy machine dying can take a while.
+    i=0
+    while proc_running "$pid"; do
+      ((++i % 100)) || log "$2 ($pid) has not exited $((i / 10))s after SIGKILL, still waiting"
+      sleep 0.1
+    done
   fi
   rm -f "$pidfile"
 }
@@ -493,8 +497,21 @@ reap_runs() {
   exec 6>&-
 }
 
+RUN_READY=
+run_cleanup() { # EXIT trap of `run`: logs if it never got ready, stop, remove the directory
+  local rc=$?
+  # Not interrupted again while cleaning up (a pending SIGTERM would otherwise
+  # run its trap in the command substitutions below).
+  trap '' TERM INT HUP
+  set +e
+  ((rc == 0)) || [[ -n $RUN_READY ]] || tail_logs
+  stop_all
+  rm -rf "$STATE"
+  exit "$rc"
+}
+
 cmd_run() { # name
-  local name=${1:-e2e} ready=
+  local name=${1:-e2e}
   [[ $name =~ ^[A-Za-z0-9._-]+$ ]] || die "run: NAME must be letters, digits, . _ -"
   SUPERVISED=1
   STARTUP_TIMEOUT=${PIW_STARTUP_TIMEOUT:-0}
@@ -510,7 +527,7 @@ cmd_run() { # name
   flock 7
   echo $$ >&7
   exec 6>&-
-  trap 'rc=$?; ((rc == 0)) || [[ -n $ready ]] || tail_logs; stop_all; rm -rf "$STATE"; exit $rc' EXIT
+  trap run_cleanup EXIT
   trap 'exit 143' TERM
   trap 'exit 130' INT
   trap 'exit 129' HUP
@@ -520,7 +537,7 @@ cmd_run() { # name
   start_retrying kube-apiserver start_apiserver
   write_kubeconfig "$(<"$STATE/apiserver.port")"
   write_env
-  ready=1
+  RUN_READY=1
   log "ready ($STATE)"
   echo "KUBECONFIG=$STATE/kubeconfig"
   # Until the caller closes our stdin or dies (EOF either way).

@@ -244,15 +244,20 @@ t.test('--client-ca: only clients with a certificate from that CA may call /muta
 
 t.test('shutdown: readiness goes false and in-flight requests finish', async (t) => {
   const ids = staticIdentities();
-  ids.missDelayMs = 400;
+  ids.missDelayMs = 0;
+  let release = (): void => undefined;
+  ids.missGate = new Promise((resolve) => (release = resolve));
   const server = await start(pki, ids, { shutdownDelayMs: 200 });
   const a = agent(pki.caCert);
   t.teardown(() => a.destroy());
+  t.teardown(() => release());
   const inflight = Array.from({ length: 8 }, () => send(server.port, 'POST', '/mutate', { agent: a, body: review(pod([{ name: 'c' }])) }));
-  await new Promise((r) => setTimeout(r, 50));
+  // All 8 are being handled (each waits on its ServiceAccount lookup) before the shutdown starts.
+  await until(() => ids.missesStarted === 8, 'the 8 requests to be in flight');
   const closing = server.shutdown();
   const ready = await send(server.port, 'GET', '/readyz', { agent: a });
   t.equal(ready.status, 503, 'unready during the shutdown delay');
+  release();
   const results = await Promise.all(inflight);
   t.same(results.map((r) => r.status), Array(8).fill(200));
   t.ok(results.every((r) => /could not be read in time/.test(r.body)));
