@@ -110,7 +110,7 @@ t.test('when the supervisor is SIGKILLed too, the daemons still die, and the nex
   t.ok(await gone('etcd and kube-apiserver', cp.daemons), 'the daemons are gone');
   t.ok(existsSync(cp.runDir), 'the run directory is left behind');
   const next = spawnSync('scripts/controlplane.sh', ['prepare'], { encoding: 'utf8' });
-  t.equal(next.status, 0, next.stderr);
+  t.equal(next.status, 0, 'scripts/controlplane.sh prepare exits 0', { stderr: next.stderr });
   t.match(next.stderr, `removing the state of a run that ended without cleaning up: ${cp.runDir}`);
   t.notOk(existsSync(cp.runDir), 'the next run removed it');
 });
