@@ -31,9 +31,12 @@ function rssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-async function waitReady(port: number, ca: string): Promise<number> {
+async function waitReady(port: number, ca: string, child: ChildProcess): Promise<number> {
   const start = Date.now();
-  await until('the webhook to be ready', async () => ((await httpsStatus(port, '/readyz', ca)) === 200 ? true : undefined), 300_000, 25);
+  await until('the webhook to be ready', async () => ((await httpsStatus(port, '/readyz', ca)) === 200 ? true : undefined), {
+    everyMs: 25,
+    giveUpIf: () => (child.exitCode !== null || child.signalCode !== null ? `serve exited (${child.signalCode ?? child.exitCode})` : undefined),
+  });
   return Date.now() - start;
 }
 
@@ -62,7 +65,7 @@ async function startServe(fake: FakeApi, cert: { certFile: string; keyFile: stri
     'dist/cli.js', 'serve', '--kubeconfig', fake.kubeconfigPath, '--tls-cert', cert.certFile, '--tls-key', cert.keyFile,
     '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', '127.0.0.1', '--log-level', process.env['BENCH_LOG_LEVEL'] ?? 'info',
   ], { stdio: ['ignore', 'ignore', 'inherit'] });
-  const readyMs = await waitReady(port, ca);
+  const readyMs = await waitReady(port, ca, child);
   return { child, port, readyMs };
 }
 

@@ -7,6 +7,17 @@
 #   scripts/controlplane.sh env     print KEY=VALUE lines describing the running control plane
 #   scripts/controlplane.sh status  exit 0 if running and ready, 1 otherwise
 #   scripts/controlplane.sh build   only build (or reuse) the binaries
+#   scripts/controlplane.sh prepare build for `npm test`; without Go: a notice and exit 0
+#                                   (exit 1 when CI is set)
+#   scripts/controlplane.sh run NAME
+#                                   supervised, for tests: start a control plane of its
+#                                   own in a fresh $CACHE/runs/NAME.* directory, print
+#                                   KUBECONFIG=<path>, then wait for EOF on stdin (the
+#                                   caller closed it, or died) or SIGTERM/SIGINT/SIGHUP,
+#                                   stop both daemons and remove the directory. The
+#                                   daemons die with this script even when it is
+#                                   SIGKILLed (setpriv --pdeathsig), and directories
+#                                   of dead runs are removed by the next `run`.
 #
 # Binaries are built from test/controlplane/{etcd,kube-apiserver} (Go modules)
 # into $CACHE/bin, with GOCACHE/GOMODCACHE under $CACHE, where
@@ -21,7 +32,9 @@
 #   PIW_SA_KEY_FILE          --service-account-key-file, comma-separated list allowed
 #                            (default: PIW_SA_SIGNING_KEY_FILE if set, else the generated public key)
 #   PIW_APISERVER_EXTRA_ARGS extra kube-apiserver flags (word-split on whitespace)
-#   PIW_STARTUP_TIMEOUT      seconds to wait for etcd and for /readyz (default 120)
+#   PIW_STARTUP_TIMEOUT      seconds to wait for etcd and for /readyz (default 600 for
+#                            `up`, 0 = until the daemon exits for `run`, whose caller
+#                            has a deadline of its own)
 #
 # Everything except the final KUBECONFIG= line (and the output of `env`)
 # goes to stderr, so callers can simply take the last line of stdout.
@@ -32,7 +45,9 @@ SRC=$ROOT/test/controlplane
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/pod-identity-webhook
 BIN=$CACHE/bin
 STATE=$(realpath -m "${PIW_CONTROLPLANE_DIR:-$CACHE/run}") # absolute: printed in KUBECONFIG=
-STARTUP_TIMEOUT=${PIW_STARTUP_TIMEOUT:-120}
+RUNS=$CACHE/runs # per-run state directories of `run`
+STARTUP_TIMEOUT=${PIW_STARTUP_TIMEOUT:-600}
+SUPERVISED= # set by `run`: daemons die with this script
 MARKER=.piw-controlplane # marks a directory this script may delete
 
 log() { printf 'controlplane: %s\n' "$*" >&2; }
@@ -61,16 +76,48 @@ build_one() { # name
     log "$name: up to date ($BIN/$name)"
     return
   fi
-  log "$name: building (the first build takes several minutes) ..."
-  local start=$SECONDS
+  log "$name: building into $BIN (Go caches in $CACHE); a first build takes minutes (kube-apiserver: about 5 on 2 idle cores, 30 or more on a busy machine) ..."
+  local start=$SECONDS ticker rc=0
+  # Progress while go is silent; the loop ends by itself if this script dies.
+  ( while sleep 30 && kill -0 $$ 2>/dev/null; do log "$name: still building, $((SECONDS - start))s elapsed"; done ) 8>&- 9>&- &
+  ticker=$!
   ( cd "$dir" &&
     env GOCACHE="$CACHE/gocache" GOMODCACHE="$CACHE/gomodcache" CGO_ENABLED=0 \
         GOFLAGS="-mod=readonly -buildvcs=false -trimpath -modcacherw" \
-        go build -ldflags "$ldflags" -o "$BIN/$name.tmp" . ) >&2 ||
-    die "building $name failed"
+        "${DEATHSIG[@]}" go build -ldflags "$ldflags" -o "$BIN/$name.tmp" . ) >&2 || rc=$?
+  kill "$ticker" 2>/dev/null || true
+  wait "$ticker" 2>/dev/null || true
+  ((rc == 0)) || die "building $name failed"
   mv -f "$BIN/$name.tmp" "$BIN/$name"
   echo "$hash" >"$BIN/$name.sha256"
   log "$name: built in $((SECONDS - start))s"
+}
+
+# Children that must not outlive this script get SIGKILL when it dies
+# (prctl PR_SET_PDEATHSIG through util-linux setpriv, where there is one).
+DEATHSIG=()
+command -v setpriv >/dev/null && setpriv --pdeathsig KILL true 2>/dev/null && DEATHSIG=(setpriv --pdeathsig KILL)
+
+# For `npm test`: build, or explain why the end-to-end tests will skip.
+prepare() {
+  reap_runs # what killed runs left behind
+  if [[ -n ${E2E_KUBECONFIG:-} ]]; then
+    log "E2E_KUBECONFIG is set: the end-to-end tests use that cluster, nothing to build"
+    return
+  fi
+  if ! command -v go >/dev/null; then
+    if [[ -x $BIN/etcd && -x $BIN/kube-apiserver ]]; then
+      log "warning: go is not installed, the end-to-end tests use the existing binaries in $BIN unchecked"
+      return
+    fi
+    [[ -z ${CI:-} ]] || die "go is not installed and CI is set: the end-to-end tests must run in CI (install Go, or set E2E_KUBECONFIG)"
+    log "NOTICE: go is not installed, so no kube-apiserver can be built: the end-to-end tests will be skipped (install Go, or set E2E_KUBECONFIG to use a cluster)"
+    return
+  fi
+  local start=$SECONDS
+  log "building kube-apiserver and etcd for the end-to-end tests (cached in $BIN)"
+  build
+  log "control plane binaries ready ($((SECONDS - start))s)"
 }
 
 build() {
@@ -131,8 +178,12 @@ stop_proc() { # pidfile binary-name
   if pid_alive "$pidfile" "$2"; then
     pid=$(<"$pidfile")
     kill -KILL "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do proc_running "$pid" || break; sleep 0.1; done
-    ! proc_running "$pid" || log "warning: $2 ($pid) is still running"
+    # SIGKILL cannot be refused, but on a busy machine dying can take a while.
+    i=0
+    while proc_running "$pid"; do
+      ((++i % 100)) || log "$2 ($pid) has not exited $((i / 10))s after SIGKILL, still waiting"
+      sleep 0.1
+    done
   fi
   rm -f "$pidfile"
 }
@@ -158,13 +209,18 @@ is_up() {
     [[ $(curl_api /readyz 2>/dev/null) == ok ]]
 }
 
-start_daemon() { # name args... ; detached, own session, logs to $STATE/name.log
+start_daemon() { # name args... ; logs to $STATE/name.log
   local name=$1; shift
   # setsid: not killed with the caller's process group; fds 8/9 (locks)
   # closed; stdin/stdout/stderr detached so callers reading our stdout
   # through a pipe see EOF when this script exits.
   # The log holds the last attempt only (port-clash detection greps it).
-  setsid "$BIN/$name" "$@" </dev/null >"$STATE/$name.log" 2>&1 8>&- 9>&- &
+  # Supervised (`run`): no setsid, and SIGKILL when this script dies.
+  if [[ -n $SUPERVISED ]]; then
+    "${DEATHSIG[@]}" "$BIN/$name" "$@" </dev/null >"$STATE/$name.log" 2>&1 6>&- 7>&- 8>&- 9>&- &
+  else
+    setsid "$BIN/$name" "$@" </dev/null >"$STATE/$name.log" 2>&1 8>&- 9>&- &
+  fi
   local pid=$! i
   disown "$pid" # no "Killed" job notices from this shell
   echo "$pid" >"$STATE/$name.pid"
@@ -261,8 +317,8 @@ start_etcd() { # -> 0 ready, 2 port clash (retry), 1 other failure
     --initial-cluster-state=new \
     --unsafe-no-fsync \
     --log-level=warn
-  deadline=$((SECONDS + STARTUP_TIMEOUT))
-  while ((SECONDS < deadline)); do
+  deadline=$((STARTUP_TIMEOUT > 0 ? SECONDS + STARTUP_TIMEOUT : -1))
+  while ((deadline < 0 || SECONDS < deadline)); do
     if ! pid_alive "$STATE/etcd.pid" etcd; then
       rm -f "$STATE/etcd.pid"
       grep -q 'address already in use' "$STATE/etcd.log" 2>/dev/null && return 2
@@ -332,8 +388,8 @@ start_apiserver() { # -> 0 ready, 2 port clash (retry), 1 other failure
     --allow-privileged=true \
     --profiling=false \
     "${extra[@]}"
-  deadline=$((SECONDS + STARTUP_TIMEOUT))
-  while ((SECONDS < deadline)); do
+  deadline=$((STARTUP_TIMEOUT > 0 ? SECONDS + STARTUP_TIMEOUT : -1))
+  while ((deadline < 0 || SECONDS < deadline)); do
     if ! pid_alive "$STATE/kube-apiserver.pid" kube-apiserver; then
       rm -f "$STATE/kube-apiserver.pid"
       grep -q 'address already in use' "$STATE/kube-apiserver.log" 2>/dev/null && return 2
@@ -416,6 +472,78 @@ cmd_up() {
   echo "KUBECONFIG=$STATE/kubeconfig"
 }
 
+# Directories of `run`s whose owner is gone (its lock on .owner is free):
+# stop what is left of their daemons and remove them. Caller holds $RUNS/.lock.
+reap_stale() {
+  local d fd
+  for d in "$RUNS"/*/; do
+    d=${d%/}
+    [[ -f $d/$MARKER ]] || continue
+    exec {fd}>>"$d/.owner"
+    if flock -n "$fd"; then
+      log "removing the state of a run that ended without cleaning up: $d"
+      STATE=$d stop_all
+      rm -rf "$d"
+    fi
+    exec {fd}>&-
+  done
+}
+
+reap_runs() {
+  [[ -d $RUNS ]] || return 0
+  exec 6>"$RUNS/.lock"
+  flock 6
+  reap_stale
+  exec 6>&-
+}
+
+RUN_READY=
+run_cleanup() { # EXIT trap of `run`: logs if it never got ready, stop, remove the directory
+  local rc=$?
+  # Not interrupted again while cleaning up (a pending SIGTERM would otherwise
+  # run its trap in the command substitutions below).
+  trap '' TERM INT HUP
+  set +e
+  ((rc == 0)) || [[ -n $RUN_READY ]] || tail_logs
+  stop_all
+  rm -rf "$STATE"
+  exit "$rc"
+}
+
+cmd_run() { # name
+  local name=${1:-e2e}
+  [[ $name =~ ^[A-Za-z0-9._-]+$ ]] || die "run: NAME must be letters, digits, . _ -"
+  SUPERVISED=1
+  STARTUP_TIMEOUT=${PIW_STARTUP_TIMEOUT:-0}
+  build
+  mkdir -p "$RUNS"
+  exec 6>"$RUNS/.lock"
+  flock 6
+  reap_stale
+  STATE=$(mktemp -d "$RUNS/$name.XXXXXX")
+  : >"$STATE/$MARKER"
+  # Held until this script ends, however it ends: a free lock means a dead owner.
+  exec 7>"$STATE/.owner"
+  flock 7
+  echo $$ >&7
+  exec 6>&-
+  trap run_cleanup EXIT
+  trap 'exit 143' TERM
+  trap 'exit 130' INT
+  trap 'exit 129' HUP
+  sa_settings
+  gen_pki
+  start_retrying etcd start_etcd
+  start_retrying kube-apiserver start_apiserver
+  write_kubeconfig "$(<"$STATE/apiserver.port")"
+  write_env
+  RUN_READY=1
+  log "ready ($STATE)"
+  echo "KUBECONFIG=$STATE/kubeconfig"
+  # Until the caller closes our stdin or dies (EOF either way).
+  while read -r _; do :; done
+}
+
 write_env() { # what `env` prints, fixed at `up` time
   local IFS=,
   printf '%s=%q\n' \
@@ -442,5 +570,7 @@ case ${1:-} in
   env) cmd_env ;;
   status) is_up && log "running" || { log "not running"; exit 1; } ;;
   build) build ;;
-  *) echo "usage: $0 up|down|env|status|build" >&2; exit 2 ;;
+  prepare) prepare ;;
+  run) cmd_run "${2:-}" ;;
+  *) echo "usage: $0 up|down|env|status|build|prepare|run NAME" >&2; exit 2 ;;
 esac

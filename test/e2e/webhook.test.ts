@@ -13,7 +13,6 @@ import {
   type Cluster,
   jwtClaims,
   kubectl,
-  sleep,
   startCluster,
   startWebhook,
   tempDir,
@@ -29,11 +28,9 @@ const WEBHOOK_NS = 'pod-identity-webhook';
 const CONFIG = 'a-pod-identity-webhook-e2e';
 const TEST_LABEL = 'piw-e2e';
 
-const started = startCluster('e2e-webhook');
+const started = await startCluster('e2e-webhook');
 if ('skip' in started) {
-  console.error(`\n${started.skip}\n`);
-  t.comment(started.skip);
-  t.pass('skipped: no control plane');
+  t.skip(`end-to-end tests: ${started.skip}`, () => undefined);
 } else {
   // One parent test holds the whole flow, so teardown waits for all of it.
   await t.test('webhook against a real API server', async (t) => run(t, started.cluster));
@@ -152,7 +149,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
   await until('the webhook configuration to take effect', async () => {
     const pod = await createPod(warmNs, 'warm');
     return envOf(pod)['AWS_ROLE_ARN'] === ROLE ? pod : undefined;
-  }, 30_000, 300);
+  }, { everyMs: 300 });
 
   await t.test('a ServiceAccount with a role ARN: the stored pod has env, volume and mount', async (t) => {
     const ns = await namespace();
@@ -190,7 +187,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
     const late = await until('the identities file to be reloaded', async () => {
       const p = await createPod(ccNamespace, 'late');
       return envOf(p)['AWS_CONTAINER_CREDENTIALS_FULL_URI'] ? p : undefined;
-    }, 30_000, 250);
+    }, { everyMs: 250 });
     t.ok(late, 'a newly listed ServiceAccount gets container credentials');
   });
 
@@ -212,15 +209,22 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
     }
   });
 
-  await t.test('a changed role ARN reaches the next pod within a second', async (t) => {
+  await t.test('a changed role ARN reaches the next pods, and the old one never comes back', async (t) => {
     const ns = await namespace();
     await serviceAccount(ns, 'changing', { 'eks.amazonaws.com/role-arn': ROLE });
     t.equal(envOf(await createPod(ns, 'changing'))['AWS_ROLE_ARN'], ROLE);
     const sa = await core.readNamespacedServiceAccount({ name: 'changing', namespace: ns });
     sa.metadata!.annotations = { 'eks.amazonaws.com/role-arn': NEW_ROLE };
     await core.replaceNamespacedServiceAccount({ name: 'changing', namespace: ns, body: sa });
-    await sleep(1000);
-    t.equal(envOf(await createPod(ns, 'changing'))['AWS_ROLE_ARN'], NEW_ROLE);
+    // How fast the watch delivers the change is a benchmark's question; here: the old role until then, the new one after.
+    const seen: Array<string | undefined> = [];
+    await until('the new role ARN in a pod', async () => {
+      const role = envOf(await createPod(ns, 'changing'))['AWS_ROLE_ARN'];
+      seen.push(role);
+      return role === NEW_ROLE ? role : undefined;
+    }, { everyMs: 100 });
+    t.ok(seen.slice(0, -1).every((r) => r === ROLE), `only the old role before the change arrived (${seen.length - 1} pods)`);
+    for (let i = 0; i < 3; i++) t.equal(envOf(await createPod(ns, 'changing'))['AWS_ROLE_ARN'], NEW_ROLE, `pod ${i} after the change`);
   });
 
   await t.test('warnings reach the client', async (t) => {
@@ -268,7 +272,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
     const pod = await until('the adder webhook to take effect', async () => {
       const p = await createPod(ns, 'reinvoked');
       return p.spec!.containers.length === 2 ? p : undefined;
-    }, 30_000, 300);
+    }, { everyMs: 300 });
     t.equal(pod.spec!.containers[1]!.name, 'added-later');
     t.equal(envOf(pod, 1)['AWS_ROLE_ARN'], ROLE, 'the added container got credentials on reinvocation');
     t.ok(pod.spec!.containers[1]!.volumeMounts?.some((m) => m.name === 'aws-iam-token'));
@@ -305,7 +309,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
       } catch {
         return undefined;
       }
-    }, 30_000, 300);
+    }, { everyMs: 300 });
     t.same(admitted.spec!.containers[0]!.env, undefined, 'admitted without credentials');
 
     await setPolicy('Fail');
@@ -316,7 +320,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
       } catch (err) {
         return err as Error;
       }
-    }, 30_000, 300);
+    }, { everyMs: 300 });
     t.match(String((rejection as { body?: unknown }).body ?? rejection.message), /failed calling webhook/);
 
     // Back up: pods are mutated again.
@@ -331,7 +335,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
       } catch {
         return undefined;
       }
-    }, 30_000, 300);
+    }, { everyMs: 300 });
     t.ok(again);
   });
 }

@@ -1,13 +1,19 @@
 // A real cluster for the end-to-end tests: E2E_KUBECONFIG when given (kind or
-// any cluster), else the control plane of scripts/controlplane.sh, built from
-// Go modules. Without Go, and outside CI, the suite skips loudly.
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+// any cluster), else a control plane of this file's own from
+// `scripts/controlplane.sh run` (etcd + kube-apiserver, built by `npm test`
+// before the test runner starts), tied to this process: it stops when the
+// test closes the script's stdin, or when this process dies in any way.
+// Without the binaries (no Go), the tests skip with the reason; under CI=true
+// that is a failure.
+import { type ChildProcess, execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { spawnTied } from './child.js';
+import { exitedReason, waitUntil } from './wait.js';
 import { SERVE_COMMAND } from './serve-command.js';
 
 export interface Cluster {
@@ -15,35 +21,112 @@ export interface Cluster {
   kc: KubeConfig;
   core: CoreV1Api;
   admission: AdmissionregistrationV1Api;
-  /** Stops the control plane if this call started it. */
-  down(): void;
+  /** Stops the control plane if this call started it; resolves when it is gone. */
+  down(): Promise<void>;
 }
 
 export type ClusterOrSkip = { cluster: Cluster } | { skip: string };
+
+/** Where scripts/controlplane.sh keeps its binaries and run directories. */
+export const CONTROLPLANE_CACHE = join(process.env['XDG_CACHE_HOME'] ?? join(process.env['HOME'] ?? tmpdir(), '.cache'), 'pod-identity-webhook');
 
 function hasGo(): boolean {
   return spawnSync('go', ['version'], { stdio: 'ignore' }).status === 0;
 }
 
+/** Why no control plane can be started here, or undefined when one can (binaries built, or Go to build them). */
+export function controlPlaneMissing(): string | undefined {
+  if (process.env['E2E_KUBECONFIG']) return undefined;
+  const bin = join(CONTROLPLANE_CACHE, 'bin');
+  if (existsSync(join(bin, 'etcd')) && existsSync(join(bin, 'kube-apiserver'))) return undefined;
+  if (hasGo()) return undefined;
+  return `Go is not installed and ${bin} has no kube-apiserver and etcd, so there is no control plane (install Go, or set E2E_KUBECONFIG to use a cluster)`;
+}
+
 /**
- * `name` separates control planes of test files that may run at once; `env`
- * carries PIW_* settings (issuer, signing key) to scripts/controlplane.sh.
+ * The skip reason for a test that needs the control plane: `false` when it can run.
+ * Under CI=true a missing control plane throws: CI must run the end-to-end tests.
  */
-export function startCluster(name: string, env: Record<string, string> = {}): ClusterOrSkip {
+export function skipWithoutControlPlane(): string | false {
+  const missing = controlPlaneMissing();
+  if (!missing) return false;
+  if (process.env['CI'] && process.env['CI'] !== 'false') throw new Error(`CI is set, and the end-to-end tests cannot run: ${missing}`);
+  return missing;
+}
+
+/** A supervised control plane: `scripts/controlplane.sh run NAME`, tied to this process. */
+export interface ControlPlaneProcess {
+  child: ChildProcess;
+  kubeconfig: string;
+  /** Everything the script printed on stderr. */
+  output(): string;
+  /** Closes the script's stdin (it then stops both daemons, removes its directory and exits). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `scripts/controlplane.sh run NAME` and resolves with its kubeconfig once
+ * the API server is ready. There is no deadline here: the script reports a
+ * daemon that dies, and the test file's timeout bounds a start that hangs.
+ * Its stderr is passed through (build and start progress) and kept for errors.
+ */
+export function startControlPlane(name: string, env: Record<string, string> = {}): Promise<ControlPlaneProcess> {
+  // SIGTERM when this process dies: the script's trap stops the daemons and
+  // removes its run directory; if the script itself is SIGKILLed, its daemons
+  // get their own parent-death SIGKILL, and the next run removes the directory.
+  const child = spawnTied('scripts/controlplane.sh', ['run', name], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } }, 'TERM');
+  let stdout = '';
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+    stderr += c;
+    process.stderr.write(c);
+  });
+  // EPIPE when the script has already exited: its exit is reported below.
+  child.stdin!.on('error', () => undefined);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.stdout!.setEncoding('utf8').on('data', (c: string) => {
+      stdout += c;
+      const line = stdout.split('\n').find((l) => l.startsWith('KUBECONFIG='));
+      if (!line) return;
+      resolve({
+        child,
+        kubeconfig: line.slice('KUBECONFIG='.length),
+        output: () => stderr,
+        async stop() {
+          if (child.exitCode === null && child.signalCode === null) child.stdin!.end();
+          await exited;
+        },
+      });
+    });
+    child.once('exit', (code, signal) => {
+      reject(new Error(`scripts/controlplane.sh run ${name} exited (${signal ?? code}) before the control plane was ready:\n${stderr.trim()}`));
+    });
+  });
+}
+
+/**
+ * `name` names this file's control plane (its run directory); `env` carries
+ * PIW_* settings (issuer, signing key) to scripts/controlplane.sh.
+ */
+export async function startCluster(name: string, env: Record<string, string> = {}): Promise<ClusterOrSkip> {
+  const skip = skipWithoutControlPlane();
+  if (skip) return { skip };
   let kubeconfig = process.env['E2E_KUBECONFIG'];
-  let started = false;
-  const stateDir = join(process.env['XDG_CACHE_HOME'] ?? join(process.env['HOME'] ?? tmpdir(), '.cache'), 'pod-identity-webhook', `run-${name}`);
-  const scriptEnv = { ...process.env, PIW_CONTROLPLANE_DIR: stateDir, ...env };
+  let stop: () => Promise<void> = async () => undefined;
   if (!kubeconfig) {
-    if (!hasGo()) {
-      if (process.env['CI']) throw new Error('Go is missing, and CI is set: the end-to-end suite must run in CI');
-      return { skip: '!!! END-TO-END TESTS SKIPPED: Go is not installed, so no kube-apiserver can be built (set E2E_KUBECONFIG to use a cluster) !!!' };
+    if (process.env['PIW_E2E_KEEP']) {
+      // PIW_E2E_KEEP=1: a detached control plane that stays up after the test, to look at after a failure.
+      const stateDir = join(CONTROLPLANE_CACHE, `keep-${name}`);
+      const out = execFileSync('scripts/controlplane.sh', ['up'], { encoding: 'utf8', env: { ...process.env, PIW_CONTROLPLANE_DIR: stateDir, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+      kubeconfig = (out.trim().split('\n').pop() ?? '').replace(/^KUBECONFIG=/, '');
+      console.error(`PIW_E2E_KEEP: the control plane stays up; stop it with PIW_CONTROLPLANE_DIR=${stateDir} scripts/controlplane.sh down`);
+    } else {
+      const cp = await startControlPlane(name, env);
+      kubeconfig = cp.kubeconfig;
+      stop = () => cp.stop();
     }
-    const out = execFileSync('scripts/controlplane.sh', ['up'], { encoding: 'utf8', env: scriptEnv, stdio: ['ignore', 'pipe', 'inherit'] });
-    const last = out.trim().split('\n').pop() ?? '';
-    if (!last.startsWith('KUBECONFIG=')) throw new Error(`scripts/controlplane.sh up printed no KUBECONFIG line: ${out}`);
-    kubeconfig = last.slice('KUBECONFIG='.length);
-    started = true;
   }
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfig);
@@ -53,10 +136,7 @@ export function startCluster(name: string, env: Record<string, string> = {}): Cl
       kc,
       core: kc.makeApiClient(CoreV1Api),
       admission: kc.makeApiClient(AdmissionregistrationV1Api),
-      down() {
-        // PIW_E2E_KEEP=1 leaves the control plane up to look at it after a failure.
-        if (started && !process.env['PIW_E2E_KEEP']) execFileSync('scripts/controlplane.sh', ['down'], { env: scriptEnv, stdio: 'ignore' });
-      },
+      down: () => stop(),
     },
   };
 }
@@ -79,20 +159,8 @@ export function freePort(): Promise<number> {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
+/** Retries `fn` until it returns a value; see wait.ts. */
+export const until = waitUntil;
 
 /** A kubeconfig that authenticates with a bearer token against the same API server. */
 export function tokenKubeconfig(admin: KubeConfig, token: string, dir: string): string {
@@ -132,17 +200,16 @@ export async function startWebhook(args: string[], ca: string): Promise<WebhookP
   const port = await freePort();
   const metricsPort = await freePort();
   const [cmd, ...rest] = SERVE_COMMAND;
-  const child = spawn(cmd, [...rest, ...args, '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', BIND_ADDRESS], {
+  const child = spawnTied(cmd, [...rest, ...args, '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', BIND_ADDRESS], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
   child.stdout!.on('data', (c) => (output += c));
   child.stderr!.on('data', (c) => (output += c));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  await until('the webhook to be ready', async () => {
-    if (child.exitCode !== null) throw new Error(`webhook exited with ${child.exitCode}: ${output}`);
-    return (await httpsStatus(port, '/readyz', ca)) === 200 ? true : undefined;
-  }, 60_000);
+  await until('the webhook to be ready', async () => ((await httpsStatus(port, '/readyz', ca)) === 200 ? true : undefined), {
+    giveUpIf: () => exitedReason(child, 'the webhook', () => output),
+  });
   return {
     child,
     port,
@@ -160,6 +227,7 @@ export function httpsStatus(port: number, path: string, ca: string): Promise<num
     request({ host: '127.0.0.1', port, path, ca, agent: false }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', () => resolve(0)); // a reset mid-body (e.g. a server shutting down) is "not ready"
     }).on('error', () => resolve(0)).end();
   });
 }

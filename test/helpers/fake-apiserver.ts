@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { type WaitOptions, waitUntil } from './wait.js';
 
 export type Resource = 'serviceaccounts' | 'configmaps';
 
@@ -96,6 +97,8 @@ export interface FakeApiServer {
   silenceWatches(on: boolean): void;
   /** Single-object GETs answer after this long. */
   setGetDelay(ms: number): void;
+  /** GETs of objects whose name matches are held (not answered) until the returned release() is called. */
+  holdGets(match: (name: string) => boolean): () => void;
   close(): Promise<void>;
 }
 
@@ -134,6 +137,7 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
   let downMode: DownMode | undefined;
   let silent = false;
   let getDelayMs = 0;
+  const holds = new Set<{ match: (name: string) => boolean; waiting: Set<() => void> }>();
   const watchers = new Set<Watcher>();
   const hanging = new Set<ServerResponse>();
   const sockets = new Set<Socket>();
@@ -293,20 +297,25 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
     stats.getsInFlight++;
     stats.maxGetsInFlight = Math.max(stats.maxGetsInFlight, stats.getsInFlight);
     let finished = false;
+    let timer: NodeJS.Timeout | undefined;
+    const hold = [...holds].find((h) => h.match(sel.name ?? ''));
     const finish = (): void => {
       if (finished) return;
       finished = true;
       stats.getsInFlight--;
       clearTimeout(timer);
+      hold?.waiting.delete(answer);
     };
     res.on('close', finish);
     const answer = (): void => {
+      if (finished) return;
       const obj = store[sel.resource].get(keyOf(sel.namespace ?? '', sel.name ?? ''));
       if (obj) send(res, 200, obj);
       else send(res, 404, status(404, 'NotFound', `${sel.resource} "${sel.name}" not found`));
       finish();
     };
-    const timer = setTimeout(answer, getDelayMs);
+    if (hold) hold.waiting.add(answer);
+    else timer = setTimeout(answer, getDelayMs);
   }
 
   const server = http.createServer((req, res) => {
@@ -429,6 +438,14 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
     setGetDelay(ms) {
       getDelayMs = ms;
     },
+    holdGets(match) {
+      const hold = { match, waiting: new Set<() => void>() };
+      holds.add(hold);
+      return () => {
+        holds.delete(hold);
+        for (const answer of [...hold.waiting]) answer();
+      };
+    },
     async close() {
       cutWatches();
       dropHanging();
@@ -439,11 +456,7 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
   };
 }
 
-/** Polls `condition` until it holds; fails after timeoutMs (generous: the machine may be busy). */
-export async function until(condition: () => boolean, what: string, timeoutMs = 20_000, everyMs = 20): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
-  }
+/** Polls `condition` until it holds (no deadline of its own: see wait.ts). */
+export async function until(condition: () => boolean, what: string, options: WaitOptions = {}): Promise<void> {
+  await waitUntil(what, () => (condition() ? true : undefined), { everyMs: 20, ...options });
 }

@@ -11,6 +11,10 @@ export interface StaticIdentities extends IdentityRuntime {
   ready: boolean;
   /** When set, a missing ServiceAccount is answered after this delay (a cache miss). */
   missDelayMs?: number;
+  /** When set (with missDelayMs), misses are answered only once this settles (and the delay has passed). */
+  missGate?: Promise<void>;
+  /** Cache misses started so far. */
+  missesStarted: number;
 }
 
 export function staticIdentities(prefix = 'eks.amazonaws.com'): StaticIdentities {
@@ -19,6 +23,7 @@ export function staticIdentities(prefix = 'eks.amazonaws.com'): StaticIdentities
     containerCredentials: new Set(),
     configMap: undefined,
     ready: true,
+    missesStarted: 0,
     set(namespace, name, annotations) {
       cache.set(`${namespace}/${name}`, parseServiceAccountAnnotations(annotations, prefix));
     },
@@ -27,7 +32,9 @@ export function staticIdentities(prefix = 'eks.amazonaws.com'): StaticIdentities
         const settings = cache.get(`${namespace}/${name}`);
         if (settings) return { settings, outcome: 'cache' };
         if (self.missDelayMs === undefined) return { settings: undefined, outcome: 'not-found' };
-        return new Promise((resolve) => setTimeout(() => resolve({ settings: undefined, outcome: 'timeout' }), self.missDelayMs));
+        self.missesStarted++;
+        const delay = new Promise<void>((resolve) => setTimeout(resolve, self.missDelayMs));
+        return Promise.all([delay, self.missGate]).then(() => ({ settings: undefined, outcome: 'timeout' }));
       },
       configMap: () => self.configMap,
       containerCredentials: () => self.containerCredentials,

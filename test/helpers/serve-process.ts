@@ -2,11 +2,13 @@
 // thing: flag parsing, the pino logger, signals and the exit code. Ports are
 // 0 (chosen by the kernel, so never taken) and read back from the
 // "webhook listening" log line.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import type { Agent } from 'node:https';
 import { review, send } from './https.js';
+import { spawnTied } from './child.js';
 import { SERVE_COMMAND } from './serve-command.js';
+import { type WaitOptions, waitUntil } from './wait.js';
 
 export interface LogLine {
   level?: number;
@@ -39,18 +41,20 @@ export interface ServeProcessOptions {
   /** Flags after SERVE_COMMAND; --port, --metrics-port and --bind-address are added unless given. */
   args: string[];
   cwd?: string;
-  /** How long to wait for the "webhook listening" line. */
-  startTimeoutMs?: number;
 }
 
-/** Starts `serve` and resolves once both ports listen. On failure the process is killed. */
+/**
+ * Starts `serve` (tied to this process: it dies with it) and resolves once both
+ * ports listen, as the "webhook listening" log line says. No deadline: a
+ * process that exits instead is the failure, reported with what it printed.
+ */
 export async function startServeProcess(o: ServeProcessOptions): Promise<ServeProcess> {
   const args = [...o.args];
   if (!args.includes('--port')) args.push('--port', '0');
   if (!args.includes('--metrics-port')) args.push('--metrics-port', '0');
   if (!args.includes('--bind-address')) args.push('--bind-address', '127.0.0.1');
   const [cmd, ...rest] = SERVE_COMMAND;
-  const child = spawn(cmd, [...rest, ...args], { cwd: o.cwd ?? process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnTied(cmd, [...rest, ...args], { cwd: o.cwd ?? process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   let stderr = '';
   let partial = '';
@@ -92,26 +96,19 @@ export async function startServeProcess(o: ServeProcessOptions): Promise<ServePr
     }
   };
 
-  const startTimeoutMs = o.startTimeoutMs ?? 30_000;
   const listening = await new Promise<LogLine | undefined>((resolve) => {
     const check = (): void => {
       const line = logs.find((l) => l.msg === 'webhook listening');
       if (line || exit) {
-        clearTimeout(timer);
         lineWaiters.delete(check);
         resolve(line);
       }
     };
-    const timer = setTimeout(() => {
-      lineWaiters.delete(check);
-      resolve(undefined);
-    }, startTimeoutMs);
     lineWaiters.add(check);
     check();
   });
   if (!listening) {
-    await stop(2000);
-    throw new Error(`serve did not start within ${startTimeoutMs} ms (exit ${JSON.stringify(exit)}); stderr: ${stderr.trim()}; logs: ${JSON.stringify(logs)}`);
+    throw new Error(`serve exited before it listened (${JSON.stringify(exit)}); stderr: ${stderr.trim()}; logs: ${JSON.stringify(logs)}`);
   }
   return {
     child,
@@ -185,13 +182,13 @@ export async function admit(port: number, agent: Agent, pod: unknown, namespace 
   return { status: r.status, response, patch, patchText, headers: r.headers, body: r.body };
 }
 
-/** Retries `attempt` until it returns a value for which `ok` holds; fails after timeoutMs. */
-export async function eventually<T>(attempt: () => Promise<T>, ok: (v: T) => boolean, what: string, timeoutMs = 20_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+/** Retries `attempt` until it returns a value for which `ok` holds (no deadline of its own: see wait.ts). */
+export async function eventually<T>(attempt: () => Promise<T>, ok: (v: T) => boolean, what: string, options: WaitOptions = {}): Promise<T> {
+  let last: T | undefined;
+  return waitUntil(what, async () => {
     const v = await attempt();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
+    if (ok(v)) return { v };
+    last = v;
+    throw new Error(`last: ${JSON.stringify(last)}`);
+  }, options).then((r) => r.v);
 }

@@ -4,17 +4,16 @@
 // there. Proves that nothing the server imports at run time is a
 // devDependency, and that dist/ is complete on its own.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { spawnTied } from '../helpers/child.js';
 import { startFakeApiServer } from '../helpers/fake-apiserver.js';
 import { agent, send } from '../helpers/https.js';
 import { ROLE, pod } from '../helpers/pods.js';
 import { admit, eventually, startServeProcess } from '../helpers/serve-process.js';
 import { createTestPki } from '../helpers/tls.js';
 
-const NPM_TIMEOUT_MS = 240_000;
 /** npm's error codes for "the registry cannot be reached". */
 const NETWORK_ERRORS = /\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH|ERR_SOCKET_TIMEOUT|UNABLE_TO_GET_ISSUER_CERT_LOCALLY|SELF_SIGNED_CERT_IN_CHAIN)\b|network request to .* failed|request to https?:\/\/\S+ failed/;
 
@@ -23,28 +22,22 @@ if (!existsSync('dist/cli.js')) throw new Error('dist/cli.js is missing: run `np
 interface Run {
   code: number | null;
   output: string;
-  timedOut: boolean;
   ms: number;
 }
 
-function run(cmd: string, args: string[], cwd: string, timeoutMs: number): Promise<Run> {
+// No deadline: a slow registry or machine is slow, not broken (the file's timeout bounds it).
+function run(cmd: string, args: string[], cwd: string): Promise<Run> {
   return new Promise((resolve) => {
     const started = Date.now();
-    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'production' } });
+    const child = spawnTied(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'production' } });
     let output = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (output += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (output += s));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
+    child.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => (output += s));
     child.once('error', (err) => {
       output += `\nspawn failed: ${err.message}`;
     });
     child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output, timedOut, ms: Date.now() - started });
+      resolve({ code, output, ms: Date.now() - started });
     });
   });
 }
@@ -59,17 +52,17 @@ t.test('npm ci --omit=dev + dist/ is a working server', async (t) => {
   cpSync('dist', join(app, 'dist'), { recursive: true });
 
   // The default npm cache is shared with the development install, so this is mostly offline.
-  const install = await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], app, NPM_TIMEOUT_MS);
+  const install = await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], app);
   t.comment(`npm ci --omit=dev took ${install.ms} ms`);
   if (install.code !== 0) {
-    const unreachable = !install.timedOut && NETWORK_ERRORS.test(install.output);
-    if ((unreachable || install.timedOut) && !process.env['CI']) {
-      const why = install.timedOut ? `timed out after ${NPM_TIMEOUT_MS} ms` : 'cannot reach the npm registry';
+    // An unreachable registry is a missing prerequisite (a skip, but a failure in CI); anything else is a failure.
+    if (NETWORK_ERRORS.test(install.output) && !process.env['CI']) {
+      const why = 'cannot reach the npm registry';
       console.error(`\n*** production-install test SKIPPED: npm ci ${why} (set CI=1 to make this a failure) ***\n${install.output}\n`);
       t.skip(`npm ci ${why}; outside CI this is not a failure`, () => undefined);
       return;
     }
-    t.fail(`npm ci --omit=dev failed (exit ${install.code}${install.timedOut ? ', timed out' : ''}):\n${install.output}`);
+    t.fail(`npm ci --omit=dev failed (exit ${install.code}):\n${install.output}`);
     return;
   }
 
@@ -102,7 +95,7 @@ t.test('npm ci --omit=dev + dist/ is a working server', async (t) => {
   const a = agent(pki.caCert);
   t.teardown(() => a.destroy());
 
-  await eventually(() => send(server.port, 'GET', '/readyz', { agent: a }), (r) => r.status === 200, '/readyz 200', 30_000);
+  await eventually(() => send(server.port, 'GET', '/readyz', { agent: a }), (r) => r.status === 200, '/readyz 200');
   t.pass('/readyz 200');
   const r = await admit(server.port, a, pod([{ name: 'c' }]));
   t.equal(r.status, 200);

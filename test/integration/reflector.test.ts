@@ -307,12 +307,11 @@ t.test('after 30 seconds of API server outage, changes made meanwhile are seen',
   await h.fake.up();
   const upAt = Date.now();
 
-  await until(() => h.objects.has('outage/added') && h.objects.get('ns-0/sa-0')?.['k'] === 'modified' && !h.objects.has('ns-1/sa-1'), 'the changes', 20_000);
+  await until(() => h.objects.has('outage/added') && h.objects.get('ns-0/sa-0')?.['k'] === 'modified' && !h.objects.has('ns-1/sa-1'), 'the changes');
   t.comment(`outage ${upAt - outageStart} ms, ${failures} failed attempts, caught up ${Date.now() - upAt} ms after recovery`);
   // Capped backoff: attempts keep coming during a long outage, but not in a tight loop.
   t.ok(failures >= 10, `kept retrying (${failures})`);
   t.ok(failures < 60, `backed off (${failures})`);
-  t.ok(Date.now() - upAt < 2000 + 8000, 'recovered within the maximum backoff plus generous slack');
   t.equal(h.objects.size, 50);
   t.equal(h.fake.stats.lists, 1, 'the history was still there: re-watched, not relisted');
 });

@@ -3,7 +3,6 @@
 // (watch, direct GET on a miss, grace period), graceful shutdown under load,
 // the identities file and the ConfigMap, and flag errors.
 import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import type { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -14,6 +13,8 @@ import { ROLE, pod } from '../helpers/pods.js';
 import { SERVE_COMMAND } from '../helpers/serve-command.js';
 import { type ServeProcess, admit, eventually, metric, startServeProcess } from '../helpers/serve-process.js';
 import { createTestPki } from '../helpers/tls.js';
+import { exitedReason } from '../helpers/wait.js';
+import { spawnTied } from '../helpers/child.js';
 
 if (!existsSync('dist/cli.js')) throw new Error('dist/cli.js is missing: run `npm run build` first (npm test does)');
 
@@ -57,8 +58,8 @@ async function setup(
 
 const readyz = (env: Env): Promise<{ status: number; body: string }> => send(env.server.port, 'GET', '/readyz', { agent: env.a });
 
-async function waitReady(env: Env, timeoutMs = 30_000): Promise<void> {
-  await eventually(() => readyz(env), (r) => r.status === 200, '/readyz 200', timeoutMs);
+async function waitReady(env: Env): Promise<void> {
+  await eventually(() => readyz(env), (r) => r.status === 200, '/readyz 200', { giveUpIf: () => exitedReason(env.server.child, 'serve', env.server.stderr) });
 }
 
 t.test('/readyz is 503 until the ServiceAccount list has synced; then a pod of an annotated ServiceAccount gets its role', async (t) => {
@@ -142,7 +143,7 @@ t.test('ServiceAccounts created after startup: delivered by the watch, or read w
     t.equal(r.response?.patch, undefined, 'without a patch');
     t.match(r.response?.warnings, [/ServiceAccount default\/ghost could not be read in time/]);
     t.ok(elapsed >= 900, `waited for the grace period (${elapsed} ms)`);
-    t.ok(elapsed < 1000 + 2000, `answered within the 1 s grace period + 2 s (${elapsed} ms)`);
+    t.ok(elapsed < 20_000, `answered at the 1 s grace period, not after the 20 s GET (${elapsed} ms)`);
     const after = (await metric(server.metricsPort, `${MISSES}{outcome="timeout"}`)) + (await metric(server.metricsPort, `${MISSES}{outcome="error"}`));
     t.equal(after, before + 1, 'counted as a miss that timed out');
     fake.setGetDelay(0);
@@ -163,10 +164,11 @@ interface RequestRecord {
 t.test('SIGTERM under load: unready during --shutdown-delay, no accepted request fails, exit 0', async (t) => {
   const GET_DELAY_MS = 3000;
   const SHUTDOWN_DELAY_MS = 1000;
-  const SHUTDOWN_TIMEOUT_MS = 5000;
+  // Generous: the assertions below are about order (unready, then closed, then exit), not speed.
+  const SHUTDOWN_TIMEOUT_MS = 120_000;
   const env = await setup(
     t,
-    ['--shutdown-delay', '1s', '--shutdown-timeout', '5s', '--service-account-lookup-grace-period', '10s'],
+    ['--shutdown-delay', '1s', '--shutdown-timeout', '120s', '--service-account-lookup-grace-period', '120s'],
     (fake) => {
       fake.serviceAccount('default', 'app', { [ROLE_ARN]: ROLE });
     },
@@ -236,9 +238,11 @@ t.test('SIGTERM under load: unready during --shutdown-delay, no accepted request
   const clients = [fastClient(), fastClient(), fastClient(), fastClient(), slowClient(), slowClient(), slowClient()];
 
   await sleep(1500);
-  // Requests certainly in flight at SIGTERM, with ~GET_DELAY_MS to go: still in flight when the listener closes.
+  // Requests certainly in flight at SIGTERM: their GETs are held until the listener has closed.
   // Each then sends one more request on its keep-alive connection at once, as a client that has not
   // (yet) seen the endpoints change would: it must not be accepted and then failed.
+  const releaseSentinels = fake.holdGets((name) => name.startsWith('in-flight-'));
+  t.teardown(releaseSentinels);
   const followUps: RequestRecord[] = [];
   const sentinels = [0, 1, 2].map(async (i) => {
     const a = newAgent();
@@ -250,12 +254,13 @@ t.test('SIGTERM under load: unready during --shutdown-delay, no accepted request
   server.child.kill('SIGTERM');
 
   // Once the clients have stopped, a probe on fresh connections finds when the listener closes.
-  await until(() => stopSending, 'readiness to turn false', 10_000);
+  await until(() => stopSending, 'readiness to turn false');
   let lastOpenAt: number | undefined;
   let closedAt: number | undefined;
   const probeAgent = newAgent(false);
-  const probeDeadline = Date.now() + 20_000;
-  while (closedAt === undefined && Date.now() < probeDeadline) {
+  let exited = false;
+  void server.exited.then(() => (exited = true));
+  while (closedAt === undefined && !exited) {
     const at = Date.now();
     try {
       const r = await send(server.port, 'GET', '/healthz', { agent: probeAgent });
@@ -266,12 +271,9 @@ t.test('SIGTERM under load: unready during --shutdown-delay, no accepted request
     }
   }
 
+  releaseSentinels();
   await Promise.all([poller, ...clients, ...sentinels]);
-  const exit = await server.exitWithin(20_000);
-  if (!exit) {
-    t.fail('the process did not exit within 20 s of SIGTERM');
-    return;
-  }
+  const exit = await server.exited;
   t.equal(exit.code, 0, 'exit code 0');
   t.equal(exit.signal, null, 'not killed by a signal');
   t.same(pollerErrors, [], 'readiness probes never failed');
@@ -290,7 +292,7 @@ t.test('SIGTERM under load: unready during --shutdown-delay, no accepted request
   const afterSigterm = records.filter((r) => r.sentAt >= sigtermAt);
   t.ok(inFlightAtSigterm.filter((r) => r.kind !== 'fast').length >= 3, `slow requests were in flight at SIGTERM (${inFlightAtSigterm.length})`);
   t.ok(inFlightAtClose.length >= 3, `requests were in flight when the listener closed and still completed (${inFlightAtClose.length})`);
-  t.ok(records.filter((r) => r.kind === 'fast').length > 20, 'a steady stream of fast requests');
+  t.ok(records.some((r) => r.kind === 'fast' && r.sentAt < sigtermAt), 'fast requests were served before SIGTERM');
   // As Go's http.Server.Shutdown does: a response written after the listener closed says
   // "Connection: close", so the client does not send another request on a connection the
   // server is about to drop (it would get 503 or a reset), and the server need not wait for it.
@@ -308,7 +310,6 @@ t.test('SIGTERM under load: unready during --shutdown-delay, no accepted request
   );
   const lastDone = Math.max(...records.map((r) => r.doneAt));
   const exitMs = exit.at - sigtermAt;
-  t.ok(exitMs <= SHUTDOWN_DELAY_MS + SHUTDOWN_TIMEOUT_MS + 3000, `exited ${exitMs} ms after SIGTERM (delay 1 s + timeout 5 s + 3 s)`);
   // Idle keep-alive connections (the clients keep theirs open) must not hold the process until the timeout.
   t.ok(exitMs < SHUTDOWN_DELAY_MS + SHUTDOWN_TIMEOUT_MS, `exited before --shutdown-timeout ran out: ${exit.at - lastDone} ms after the last request completed`);
   t.notOk(server.logs.some((l) => /did not finish in time/.test(l.msg ?? '')), 'no request was cut off by --shutdown-timeout');
@@ -367,7 +368,7 @@ t.test('--watch-container-credentials-config: reloaded on a ConfigMap-volume sym
 
   volume.update(identities('cc-two'));
   // fs.watch on the directory sees the swap at once; the 10 s poll is the backstop.
-  await eventually(() => hasCc('cc-two'), (v) => v, 'cc-two to get container credentials', 30_000, 200);
+  await eventually(() => hasCc('cc-two'), (v) => v, 'cc-two to get container credentials', { everyMs: 200 });
   t.pass('after the swap cc-two gets container credentials');
   const r = await admit(server.port, env.a, podOf('cc-two'));
   t.ok(r.patch.some((op) => JSON.stringify(op.value).includes(`"${FULL_URI}"`)), 'AWS_CONTAINER_CREDENTIALS_FULL_URI in the patch');
@@ -376,14 +377,14 @@ t.test('--watch-container-credentials-config: reloaded on a ConfigMap-volume sym
 
   const errorsBefore = await reloads('error');
   volume.update('{"identities": [ not json');
-  await eventually(() => reloads('error'), (n) => n === errorsBefore + 1, 'the invalid file to be counted', 30_000, 200);
+  await eventually(() => reloads('error'), (n) => n === errorsBefore + 1, 'the invalid file to be counted', { everyMs: 200 });
   t.pass('config_reloads_total{result="error"} increased');
   t.equal(await hasCc('cc-two'), true, 'the last good set stays: cc-two still gets container credentials');
   t.equal(await hasCc('cc-one'), false);
   t.equal((await readyz(env)).status, 200, 'still ready');
 
   volume.update(identities('cc-one', 'cc-two'));
-  await eventually(() => hasCc('cc-one'), (v) => v, 'a valid file after the invalid one to apply', 30_000, 200);
+  await eventually(() => hasCc('cc-one'), (v) => v, 'a valid file after the invalid one to apply', { everyMs: 200 });
   t.equal(await hasCc('cc-two'), true);
   t.equal(await reloads('success'), 3);
 });
@@ -416,7 +417,7 @@ t.test('--watch-config-map: the pod-identity-webhook ConfigMap of --namespace gi
 t.test('bad serve flags: exit 2 with one line on stderr', async (t) => {
   const fake = await startFakeApiServer();
   t.teardown(() => fake.close());
-  // Everything else is valid: were a bad flag accepted, the server would start (and be killed below).
+  // Everything else is valid: were a bad flag accepted, the server would start (and be stopped below).
   const valid = ['--kubeconfig', fake.kubeconfigPath, '--tls-cert', serving.certFile, '--tls-key', serving.keyFile, '--port', '0', '--metrics-port', '0', '--bind-address', '127.0.0.1'];
   const cases: Array<{ args: string[]; message: RegExp }> = [
     { args: ['--tls-min-version', '9'], message: /tls-min-version 9/ },
@@ -430,14 +431,16 @@ t.test('bad serve flags: exit 2 with one line on stderr', async (t) => {
   const [cmd, ...rest] = SERVE_COMMAND;
   await Promise.all(
     cases.map(async (c) => {
-      const child = spawn(cmd, [...rest, ...valid, ...c.args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawnTied(cmd, [...rest, ...valid, ...c.args], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
       let stdout = '';
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-      child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-      const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+      child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+      // Were the flag accepted, the server would run: stop it once it says it listens.
+      child.stdout!.on('data', () => {
+        if (stdout.includes('webhook listening')) child.kill('SIGKILL');
+      });
       const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
-      clearTimeout(killer);
       const name = c.args.join(' ');
       t.equal(code, 2, `${name}: exit 2`);
       t.equal(stderr.trimEnd().split('\n').length, 1, `${name}: one line (${JSON.stringify(stderr)})`);

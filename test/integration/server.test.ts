@@ -6,6 +6,7 @@ import pino from 'pino';
 import { DEFAULT_MUTATION_OPTIONS } from '../../src/config.js';
 import { startWebhookServer, type WebhookServer } from '../../src/server/serve.js';
 import { staticIdentities, type StaticIdentities } from '../helpers/identities.js';
+import { until } from '../helpers/fake-apiserver.js';
 import { agent, review, send } from '../helpers/https.js';
 import { ROLE, pod } from '../helpers/pods.js';
 import { createTestPki, type TestPki } from '../helpers/tls.js';
@@ -40,6 +41,7 @@ function httpGet(port: number, path: string): Promise<{ status: number; body: st
       let body = '';
       res.on('data', (c) => (body += c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject); // e.g. ECONNRESET mid-body: a failure, never an unhandled 'error'
     }).on('error', reject).end();
   });
 }
@@ -158,23 +160,31 @@ t.test('certificate reload under load: no failed request, new handshakes see the
   t.teardown(() => { keepAlive.destroy(); fresh.destroy(); });
   const before = await send(server.port, 'GET', '/healthz', { agent: fresh });
 
-  let failures = 0;
+  const failures: string[] = [];
   let done = 0;
+  let reloaded = false;
+  let doneAfterReload = 0;
+  let newSerialSeen = false;
   let stop = false;
   const body = review(pod([{ name: 'c' }]));
   const worker = async (a: typeof keepAlive): Promise<void> => {
     while (!stop) {
+      const afterReload = reloaded;
       try {
         const r = await send(server.port, 'POST', '/mutate', { agent: a, body });
-        if (r.status !== 200) failures++;
-      } catch {
-        failures++;
+        if (r.status !== 200) failures.push(`status ${r.status}`);
+        if (afterReload && a === fresh && r.peerSerial !== before.peerSerial) newSerialSeen = true;
+      } catch (err) {
+        failures.push((err as NodeJS.ErrnoException).code ?? (err as Error).message);
       }
       done++;
+      if (afterReload) doneAfterReload++;
     }
   };
   const workers = [worker(keepAlive), worker(keepAlive), worker(fresh), worker(fresh)];
-  await new Promise((r) => setTimeout(r, 300));
+  // Traffic on every worker before the rotation, and until new handshakes carry the new certificate after it.
+  await until(() => done >= 8, 'requests before the reload');
+  const doneBeforeReload = done;
   // Rotate the way a Secret volume does: new files, renamed into place.
   const next = pki.issue('reload-next');
   writeFileSync(join(pki.dir, 'tmp.crt'), next.cert);
@@ -182,11 +192,11 @@ t.test('certificate reload under load: no failed request, new handshakes see the
   renameSync(join(pki.dir, 'tmp.key'), first.keyFile);
   renameSync(join(pki.dir, 'tmp.crt'), first.certFile);
   server.reloadCertificate();
-  await new Promise((r) => setTimeout(r, 500));
+  reloaded = true;
+  await until(() => newSerialSeen && doneAfterReload >= 8, 'requests on new handshakes after the reload');
   stop = true;
   await Promise.all(workers);
-  t.equal(failures, 0, `no failures in ${done} requests`);
-  t.ok(done > 20, `requests were made during the reload (${done})`);
+  t.same(failures, [], `no failures in ${done} requests (${doneBeforeReload} before the reload, ${doneAfterReload} started after it)`);
   const after = await send(server.port, 'GET', '/healthz', { agent: fresh });
   t.not(after.peerSerial, before.peerSerial, 'a new handshake gets the new certificate');
   const metrics = await httpGet(server.metricsPort, '/metrics');
@@ -234,15 +244,20 @@ t.test('--client-ca: only clients with a certificate from that CA may call /muta
 
 t.test('shutdown: readiness goes false and in-flight requests finish', async (t) => {
   const ids = staticIdentities();
-  ids.missDelayMs = 400;
+  ids.missDelayMs = 0;
+  let release = (): void => undefined;
+  ids.missGate = new Promise((resolve) => (release = resolve));
   const server = await start(pki, ids, { shutdownDelayMs: 200 });
   const a = agent(pki.caCert);
   t.teardown(() => a.destroy());
+  t.teardown(() => release());
   const inflight = Array.from({ length: 8 }, () => send(server.port, 'POST', '/mutate', { agent: a, body: review(pod([{ name: 'c' }])) }));
-  await new Promise((r) => setTimeout(r, 50));
+  // All 8 are being handled (each waits on its ServiceAccount lookup) before the shutdown starts.
+  await until(() => ids.missesStarted === 8, 'the 8 requests to be in flight');
   const closing = server.shutdown();
   const ready = await send(server.port, 'GET', '/readyz', { agent: a });
   t.equal(ready.status, 503, 'unready during the shutdown delay');
+  release();
   const results = await Promise.all(inflight);
   t.same(results.map((r) => r.status), Array(8).fill(200));
   t.ok(results.every((r) => /could not be read in time/.test(r.body)));

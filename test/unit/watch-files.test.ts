@@ -94,7 +94,7 @@ t.test('a Kubernetes volume update: the ..data symlink swapped', async (t) => {
   t.same(r.errors, [], 'the old directory being gone is no error');
   // The file itself never changes (it is a symlink to ..data/tls.crt): only a watch on the directory sees this.
   publish('cert-3');
-  await until(() => r.changes.length === 2, 'fs.watch to notice the swap', 10_000);
+  await until(() => r.changes.length === 2, 'fs.watch to notice the swap');
   t.same(r.changes, [['cert-2'], ['cert-3']], 'noticed without check()');
 });
 
@@ -163,7 +163,7 @@ t.test('without check(): fs.watch on the directory notices a change', async (t) 
   const r = record(t, [file], ['one'], { debounceMs: 20 });
   // Several writes in one go are debounced into one read of the final contents.
   for (const v of ['two', 'three', 'four']) writeFileSync(file, v);
-  await until(() => r.changes.length > 0, 'the change to be noticed', 10_000);
+  await until(() => r.changes.length > 0, 'the change to be noticed');
   await sleep(200);
   t.same(r.changes, [['four']]);
 });
@@ -172,10 +172,10 @@ t.test('without check(): the poll notices a file whose directory did not exist a
   const dir = tempDir(t);
   const file = join(dir, 'later', 'a');
   const r = record(t, [file], undefined, { pollMs: 25 });
-  await until(() => r.errors.length > 0, 'the poll to report the missing file', 10_000);
+  await until(() => r.errors.length > 0, 'the poll to report the missing file');
   mkdirSync(join(dir, 'later'));
   writeFileSync(file, 'one');
-  await until(() => r.changes.length > 0, 'the poll to find the file', 10_000);
+  await until(() => r.changes.length > 0, 'the poll to find the file');
   t.same(r.changes, [['one']]);
 });
 
