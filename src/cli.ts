@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 // The pod-identity-webhook command line: one subcommand per file in cli/.
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { CommandError, UsageError } from './cli/flags.js';
 import { mutateCommand, type CommandIO } from './cli/mutate.js';
@@ -8,22 +7,28 @@ import { serveCommand } from './cli/serve.js';
 import { certsCommand } from './cli/certs.js';
 import { oidcCommand } from './cli/oidc.js';
 import { doctorCommand } from './cli/doctor.js';
-
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+import { completionCommand } from './cli/completion.js';
+import { versionLine } from './cli/version.js';
 
 const io: CommandIO = {
   stdout: (text) => process.stdout.write(`${text}\n`),
   stderr: (text) => process.stderr.write(`${text}\n`),
 };
 
-export function buildProgram(): Command {
-  const program = new Command('pod-identity-webhook')
+export function buildProgram(out: CommandIO = io): Command {
+  const program: Command = new Command('pod-identity-webhook')
     .description('Kubernetes admission webhook that gives pods AWS IAM credentials (IRSA, EKS Pod Identity)')
-    .version(pkg.version, '--version', 'print the version')
+    .option('--version', 'print the version, the commit it was built from and the Node.js version')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .showSuggestionAfterError(true);
-  for (const cmd of [mutateCommand(io), serveCommand(), certsCommand(io), oidcCommand(io), doctorCommand(io)]) {
+  // Read only when asked: finding the commit may mean running git.
+  program.on('option:version', () => {
+    out.stdout(versionLine());
+    throw new CommanderError(0, 'commander.version', '');
+  });
+  const commands = [mutateCommand(out), serveCommand(), certsCommand(out), oidcCommand(out), doctorCommand(out), completionCommand(out, () => program)];
+  for (const cmd of commands) {
     // Subcommands share the program's error handling: usage errors exit 2.
     program.addCommand(cmd.copyInheritedSettings(program));
   }
