@@ -1,43 +1,18 @@
 #!/usr/bin/env node
 // The pod-identity-webhook command line: one subcommand per file in cli/.
-import { Command, CommanderError } from 'commander';
+import { CommanderError } from 'commander';
 import { CommandError, UsageError } from './cli/flags.js';
-import { mutateCommand, type CommandIO } from './cli/mutate.js';
-import { serveCommand } from './cli/serve.js';
-import { certsCommand } from './cli/certs.js';
-import { oidcCommand } from './cli/oidc.js';
-import { doctorCommand } from './cli/doctor.js';
-import { completionCommand } from './cli/completion.js';
-import { versionLine } from './cli/version.js';
+import type { CommandIO } from './cli/mutate.js';
+import { buildProgram } from './cli/program.js';
 
 const io: CommandIO = {
   stdout: (text) => process.stdout.write(`${text}\n`),
   stderr: (text) => process.stderr.write(`${text}\n`),
 };
 
-export function buildProgram(out: CommandIO = io): Command {
-  const program: Command = new Command('pod-identity-webhook')
-    .description('Kubernetes admission webhook that gives pods AWS IAM credentials (IRSA, EKS Pod Identity)')
-    .option('--version', 'print the version, the commit it was built from and the Node.js version')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
-    .showSuggestionAfterError(true);
-  // Read only when asked: finding the commit may mean running git.
-  program.on('option:version', () => {
-    out.stdout(versionLine());
-    throw new CommanderError(0, 'commander.version', '');
-  });
-  const commands = [mutateCommand(out), serveCommand(), certsCommand(out), oidcCommand(out), doctorCommand(out), completionCommand(out, () => program)];
-  for (const cmd of commands) {
-    // Subcommands share the program's error handling: usage errors exit 2.
-    program.addCommand(cmd.copyInheritedSettings(program));
-  }
-  return program;
-}
-
 async function main(): Promise<void> {
   try {
-    await buildProgram().parseAsync(process.argv);
+    await buildProgram(io).parseAsync(process.argv);
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help and --version end with code 0; every other parse error is a usage error.

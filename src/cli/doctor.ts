@@ -7,7 +7,7 @@ import { type CheckStatus, DEFAULT_WEBHOOK_CONFIG, type DoctorReport, runDoctorC
 import { parseTrustPolicy, type TrustPolicy, TrustPolicyError } from '../doctor/trust-policy.js';
 import { issuerProblem } from '../oidc/keys.js';
 import { reportFailure } from './certs.js';
-import { addMutationFlags, durationFlag, kubeConfigFromFlags, type MutationFlagValues, mutationOptionsFromFlags, namespaceFlag, UsageError } from './flags.js';
+import { addMutationFlags, durationFlag, kubeConfigFromFlags, type MutationFlagValues, mutationOptionsFromFlags, UsageError } from './flags.js';
 import { readText, toYaml } from './input.js';
 import type { CommandIO } from './mutate.js';
 
