@@ -8,7 +8,7 @@
 # writable filesystem.
 
 # ---- build: compile TypeScript to dist/ ------------------------------------
-FROM node:22-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: the `prepare` script would run the build before the
@@ -19,7 +19,7 @@ COPY src ./src
 RUN npm run build
 
 # ---- runtime: production dependencies + dist/ ------------------------------
-FROM node:22-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 LABEL org.opencontainers.image.title="pod-identity-webhook" \
       org.opencontainers.image.description="Kubernetes admission webhook that gives pods AWS IAM credentials (IRSA)" \
       org.opencontainers.image.licenses="Apache-2.0"
