@@ -179,15 +179,19 @@ export function doctorCommand(io: CommandIO): Command {
     .addOption(new Option('-o, --output <format>', 'what to print').choices(['text', 'json', 'yaml']).default('text'));
   // The webhook's flags: doctor reads them from its Deployment; given here, they win.
   addMutationFlags(cmd);
+  cmd.addHelpText('after', `
+The webhook's flags (--annotation-prefix to --container-credentials-token-path) are read
+from the args of the webhook's Deployment when doctor finds it; the defaults above apply
+otherwise, and flags given here override both.`);
   return cmd.action(async (all: DoctorFlags, command: Command) => {
-      // Only flags given on the command line override the webhook's own.
-      const { keys } = mutationFlagDefaults();
-      const flags = Object.fromEntries(Object.entries(all).filter(([k]) => !keys.includes(k) || command.getOptionValueSource(k) === 'cli')) as DoctorFlags;
-      try {
-        const report = await runDoctor(flags, io);
-        if (!report.ok) process.exitCode = 1;
-      } catch (err) {
-        reportFailure(err, io);
-      }
-    });
+    // Only flags given on the command line override the webhook's own.
+    const { keys } = mutationFlagDefaults();
+    const flags = Object.fromEntries(Object.entries(all).filter(([k]) => !keys.includes(k) || command.getOptionValueSource(k) === 'cli')) as DoctorFlags;
+    try {
+      const report = await runDoctor(flags, io);
+      if (!report.ok) process.exitCode = 1;
+    } catch (err) {
+      reportFailure(err, io);
+    }
+  });
 }
