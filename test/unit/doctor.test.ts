@@ -1,12 +1,13 @@
 import { capture, runCommand, tmp as tmpDir } from '../helpers/command.js';
 import t, { type Test } from 'tap';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http, { type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { type DoctorFlags, doctorCommand, renderText, runDoctor } from '../../src/cli/doctor.js';
+import { type DoctorFlags, doctorCommand, parseWebhookArgs, renderText, runDoctor, webhookOptions } from '../../src/cli/doctor.js';
+import { webhookArgs } from '../../src/doctor/service.js';
 import { type DoctorReport, podCredentials, privateIssuerProblem } from '../../src/doctor/checks.js';
 import { decodeCaBundle, selectorMatches, webhookMatchesPodCreate } from '../../src/doctor/webhook.js';
 import { DEFAULT_MUTATION_OPTIONS } from '../../src/config.js';
@@ -757,4 +758,23 @@ t.test('cluster: an API server that does not answer is reported within the timeo
   t.ok(Date.now() - started < 5000, 'does not hang');
   t.match(check(report, 'service-account').detail, 'no answer within 0.2 s');
   t.match(check(report, 'issuer').detail, 'no answer within 0.2 s');
+});
+
+t.test('the shipped Deployment\'s args are read as the webhook reads them', async (t) => {
+  const doc = parse(readFileSync(new URL('../../manifests/base/deployment.yaml', import.meta.url), 'utf8')) as {
+    spec: { template: { spec: { containers: Array<{ name: string; command?: string[]; args?: string[] }> } } };
+  };
+  const container = doc.spec.template.spec.containers[0] as { command?: string[]; args?: string[] };
+  const args = webhookArgs(container);
+  t.ok(args.includes('--sts-regional-endpoint=true'), 'the manifest turns on regional STS');
+  const options = webhookOptions({}, DEFAULT_MUTATION_OPTIONS.annotationPrefix, args);
+  t.equal(options.regionalSts, true);
+  t.equal(options.tokenExpiration, 86400);
+  // Doctor's own flag wins; a command that names `serve` is read after it.
+  t.equal(webhookOptions({ stsRegionalEndpoint: false }, DEFAULT_MUTATION_OPTIONS.annotationPrefix, args).regionalSts, false);
+  t.same(webhookArgs({ command: ['node', 'dist/cli.js', 'serve'], args: ['--aws-default-region=eu-west-1'] }), ['--aws-default-region=eu-west-1']);
+  t.same(webhookArgs({ command: ['node', 'dist/cli.js', 'serve', '--token-expiration', '3600'] }), ['--token-expiration', '3600']);
+  // Flags the webhook would refuse are ignored rather than guessed at.
+  t.equal(parseWebhookArgs(['--token-expiration=soon']), undefined);
+  t.equal(webhookOptions({}, DEFAULT_MUTATION_OPTIONS.annotationPrefix, ['--token-expiration=soon', '--sts-regional-endpoint']).tokenExpiration, 86400);
 });
