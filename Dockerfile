@@ -8,7 +8,7 @@
 # writable filesystem.
 
 # ---- build: compile TypeScript to dist/ ------------------------------------
-FROM node:22-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: the `prepare` script would run the build before the
@@ -16,10 +16,12 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# --version prints the commit: docker build --build-arg SOURCE_COMMIT=$(git rev-parse HEAD) .
+ARG SOURCE_COMMIT=""
 RUN npm run build
 
 # ---- runtime: production dependencies + dist/ ------------------------------
-FROM node:22-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 LABEL org.opencontainers.image.title="pod-identity-webhook" \
       org.opencontainers.image.description="Kubernetes admission webhook that gives pods AWS IAM credentials (IRSA)" \
       org.opencontainers.image.licenses="Apache-2.0"

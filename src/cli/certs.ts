@@ -187,7 +187,7 @@ export function certsCommand(io: CommandIO): Command {
   return new Command('certs')
     .description('create or renew the webhook\'s CA and serving certificate (kept while still valid)')
     .option('--service <name>', 'name of the webhook Service', d.service)
-    .option('--namespace <name>', 'namespace of the webhook Service', d.namespace)
+    .option('-n, --namespace <name>', 'namespace of the webhook Service', d.namespace)
     .option('--out-dir <dir>', 'where ca.crt, ca.key, tls.crt and tls.key are written', d.outDir)
     .option('--key-type <type>', 'key type: ec (P-256) or rsa (2048 bits)', 'ec')
     .option('--days <days>', 'validity of a new serving certificate, in days', String(d.days))

@@ -2,16 +2,16 @@
 // and, when it gets nothing or cannot assume its role, why.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
-import { DEFAULT_MUTATION_OPTIONS } from '../config.js';
+import { DEFAULT_MUTATION_OPTIONS, type MutationOptions } from '../config.js';
 import { type CheckStatus, DEFAULT_WEBHOOK_CONFIG, type DoctorReport, runDoctorChecks } from '../doctor/checks.js';
 import { parseTrustPolicy, type TrustPolicy, TrustPolicyError } from '../doctor/trust-policy.js';
 import { issuerProblem } from '../oidc/keys.js';
 import { reportFailure } from './certs.js';
-import { durationFlag, kubeConfigFromFlags, UsageError } from './flags.js';
-import { readText } from './input.js';
+import { addMutationFlags, durationFlag, kubeConfigFromFlags, type MutationFlagValues, mutationOptionsFromFlags, UsageError } from './flags.js';
+import { readText, toYaml } from './input.js';
 import type { CommandIO } from './mutate.js';
 
-export interface DoctorFlags {
+export interface DoctorFlags extends Partial<Omit<MutationFlagValues, 'annotationPrefix'>> {
   namespace?: string;
   serviceAccount?: string;
   trustPolicy?: string;
@@ -24,7 +24,7 @@ export interface DoctorFlags {
   roleArn?: string;
   webhookConfig?: string;
   annotationPrefix?: string;
-  output?: 'text' | 'json';
+  output?: 'text' | 'json' | 'yaml';
   /** Per network call, milliseconds. */
   timeout?: number;
 }
@@ -68,7 +68,7 @@ export async function runDoctor(flags: DoctorFlags, io: CommandIO): Promise<Doct
   const prefix = flags.annotationPrefix ?? DEFAULT_MUTATION_OPTIONS.annotationPrefix;
   if (prefix.trim() === '' || prefix.includes('/')) throw new UsageError(`--annotation-prefix "${prefix}" must be a non-empty DNS prefix without "/"`);
   const output = flags.output ?? 'text';
-  if (output !== 'text' && output !== 'json') throw new UsageError(`--output "${String(output)}" must be text or json`);
+  if (output !== 'text' && output !== 'json' && output !== 'yaml') throw new UsageError(`--output "${String(output)}" must be text, json or yaml`);
   if (flags.issuer !== undefined) {
     const problem = issuerProblem(flags.issuer);
     if (problem) throw new UsageError(`--issuer "${flags.issuer}" ${problem}`);
@@ -96,10 +96,52 @@ export async function runDoctor(flags: DoctorFlags, io: CommandIO): Promise<Doct
     webhookConfig: flags.webhookConfig ?? DEFAULT_WEBHOOK_CONFIG,
     annotationPrefix: prefix,
     timeoutMs: flags.timeout,
+    webhookOptions: (args) => webhookOptions(flags, prefix, args),
   });
   if (output === 'json') io.stdout(JSON.stringify(report, null, 2));
+  else if (output === 'yaml') io.stdout(toYaml(report));
   else for (const line of renderText(report)) io.stdout(line);
   return report;
+}
+
+/** The mutation flags' attribute names and defaults (those of `serve`). */
+function mutationFlagDefaults(): { keys: string[]; defaults: MutationFlagValues } {
+  const cmd = addMutationFlags(new Command());
+  return { keys: cmd.options.map((o) => o.attributeName()), defaults: cmd.opts<MutationFlagValues>() };
+}
+
+/** The mutation flags given in a webhook's args; undefined when they do not parse. */
+export function parseWebhookArgs(args: string[]): Partial<MutationFlagValues> | undefined {
+  const cmd = addMutationFlags(new Command('serve'))
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .exitOverride()
+    .configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
+  try {
+    cmd.parse(args, { from: 'user' });
+  } catch {
+    return undefined;
+  }
+  const values = cmd.opts<Record<string, unknown>>();
+  return Object.fromEntries(Object.keys(values).filter((k) => cmd.getOptionValueSource(k) === 'cli').map((k) => [k, values[k]])) as Partial<MutationFlagValues>;
+}
+
+/**
+ * The options a pod gets: the defaults, then the webhook's own flags (its
+ * Deployment's args), then what the doctor command line says.
+ */
+export function webhookOptions(flags: DoctorFlags, prefix: string, args: string[] | undefined): MutationOptions {
+  const { keys, defaults } = mutationFlagDefaults();
+  const given = Object.fromEntries(keys.filter((k) => (flags as Record<string, unknown>)[k] !== undefined).map((k) => [k, (flags as Record<string, unknown>)[k]]));
+  const explicit: Partial<MutationFlagValues> = { ...given, ...(flags.audience !== undefined ? { tokenAudience: flags.audience } : {}) };
+  if (flags.annotationPrefix !== undefined) explicit.annotationPrefix = prefix;
+  const fromWebhook = args ? parseWebhookArgs(args) ?? {} : {};
+  try {
+    return mutationOptionsFromFlags({ ...defaults, ...fromWebhook, ...explicit }, () => undefined);
+  } catch {
+    // The webhook's own flags are refused (it would not start with them): go by the command line.
+    return mutationOptionsFromFlags({ ...defaults, ...explicit }, () => undefined);
+  }
 }
 
 const LABELS: Record<CheckStatus, string> = { ok: 'ok', fail: 'FAIL', skip: 'skip', warn: 'warn' };
@@ -121,9 +163,9 @@ export function renderText(report: DoctorReport): string[] {
 }
 
 export function doctorCommand(io: CommandIO): Command {
-  return new Command('doctor')
+  const cmd = new Command('doctor')
     .description('explain what a new pod of a ServiceAccount gets from the webhook and whether it can assume its role')
-    .option('--namespace <name>', 'namespace of the ServiceAccount (required)')
+    .option('-n, --namespace <name>', 'namespace of the ServiceAccount (required)')
     .option('--service-account <name>', 'name of the ServiceAccount (required)')
     .option('--trust-policy <file>', 'the role\'s trust policy (JSON; aws iam get-role output works too)')
     .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster)')
@@ -133,15 +175,23 @@ export function doctorCommand(io: CommandIO): Command {
     .option('--audience <aud>', `token audience when the ServiceAccount sets none (the webhook's --token-audience; default ${DEFAULT_MUTATION_OPTIONS.tokenAudience})`)
     .option('--role-arn <arn>', 'offline: the role ARN the ServiceAccount\'s annotation would give')
     .option('--webhook-config <name>', 'name of the MutatingWebhookConfiguration', DEFAULT_WEBHOOK_CONFIG)
-    .option('--annotation-prefix <prefix>', 'prefix of the ServiceAccount annotations', DEFAULT_MUTATION_OPTIONS.annotationPrefix)
     .option('--timeout <duration>', 'deadline of each network call (10s)', durationFlag)
-    .addOption(new Option('--output <format>', 'what to print').choices(['text', 'json']).default('text'))
-    .action(async (flags: DoctorFlags) => {
-      try {
-        const report = await runDoctor(flags, io);
-        if (!report.ok) process.exitCode = 1;
-      } catch (err) {
-        reportFailure(err, io);
-      }
-    });
+    .addOption(new Option('-o, --output <format>', 'what to print').choices(['text', 'json', 'yaml']).default('text'));
+  // The webhook's flags: doctor reads them from its Deployment; given here, they win.
+  addMutationFlags(cmd);
+  cmd.addHelpText('after', `
+The webhook's flags (--annotation-prefix to --container-credentials-token-path) are read
+from the args of the webhook's Deployment when doctor finds it; the defaults above apply
+otherwise, and flags given here override both.`);
+  return cmd.action(async (all: DoctorFlags, command: Command) => {
+    // Only flags given on the command line override the webhook's own.
+    const { keys } = mutationFlagDefaults();
+    const flags = Object.fromEntries(Object.entries(all).filter(([k]) => !keys.includes(k) || command.getOptionValueSource(k) === 'cli')) as DoctorFlags;
+    try {
+      const report = await runDoctor(flags, io);
+      if (!report.ok) process.exitCode = 1;
+    } catch (err) {
+      reportFailure(err, io);
+    }
+  });
 }

@@ -35,6 +35,14 @@ export function intFlag(text: string): number {
   return value;
 }
 
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** -n / --namespace: a DNS label, as the API server requires. */
+export function namespaceFlag(text: string): string {
+  if (text.length > 63 || !DNS_LABEL.test(text)) throw new InvalidArgumentError('not a valid namespace name (lower-case letters, digits and "-", at most 63).');
+  return text;
+}
+
 export function nonNegativeIntFlag(text: string): number {
   const value = intFlag(text);
   if (value < 0) throw new InvalidArgumentError('expected a number of 0 or more.');

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import pino from 'pino';
+import { createLogger, LOG_FORMATS, type LogFormat } from '../server/log.js';
 import { SERVER_DEFAULTS as S } from '../config.js';
 import { StartupError, startWebhookServer, type WebhookServerOptions } from '../server/serve.js';
 import { cipherList, tlsMinVersion } from '../tls/serving.js';
@@ -35,6 +36,7 @@ interface ServeFlags extends MutationFlagValues {
   serviceAccountLookupGracePeriod: number;
   enableDebuggingHandlers: boolean;
   logLevel: string;
+  logFormat: LogFormat;
   maxRequestBodyBytes: number;
   shutdownTimeout: number;
   shutdownDelay: number;
@@ -81,7 +83,7 @@ async function runServe(f: ServeFlags): Promise<void> {
   // the hot path. Lines go out in 4 KiB batches, at least every second, and
   // before exit.
   const destination = pino.destination({ sync: false, minLength: 4096, periodicFlush: 1000 });
-  const logger = pino({ level: f.logLevel, base: { service: 'pod-identity-webhook' } }, destination);
+  const logger = createLogger({ level: f.logLevel, format: f.logFormat, destination });
   const options = serveOptionsFromFlags(f, (m) => logger.warn(m));
   const kubeConfig = kubeConfigFromFlags(f);
   if (f.clientCa) {
@@ -136,6 +138,7 @@ export function serveCommand(): Command {
     .option('--service-account-lookup-grace-period <duration>', 'how long a pod waits for a ServiceAccount missing from the cache', timerFlag, S.serviceAccountLookupGracePeriodMs)
     .option('--enable-debugging-handlers [bool]', 'serve /debug/alpha/cache on the metrics port', boolFlag, false)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(S.logLevel))
+    .addOption(new Option('--log-format <format>', 'json (one object per line) or text (one readable line per event)').choices(LOG_FORMATS).default('json'))
     .option('--max-request-body-bytes <bytes>', 'larger admission requests get 413', nonNegativeIntFlag, S.bodyLimitBytes)
     .option('--shutdown-timeout <duration>', 'how long in-flight requests may take after SIGTERM', timerFlag, S.shutdownTimeoutMs)
     .option('--shutdown-delay <duration>', 'after SIGTERM, keep serving (unready) this long so endpoints update first', timerFlag, 0);

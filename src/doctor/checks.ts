@@ -19,7 +19,8 @@ import {
   type PolicyCheck,
   type TrustPolicy,
 } from './trust-policy.js';
-import { decodeCaBundle, describeCertificate, probeWebhookUrl, selectorMatches, webhookMatchesPodCreate } from './webhook.js';
+import { type ServiceRef, type ServiceState, serviceState, type WebhookDeployment, webhookDeployment } from './service.js';
+import { decodeCaBundle, describeCertificate, probeServing, probeWebhookUrl, selectorMatches, webhookMatchesPodCreate } from './webhook.js';
 
 /** warn: worth knowing, but not a failure (the exit code ignores it). */
 export type CheckStatus = 'ok' | 'fail' | 'skip' | 'warn';
@@ -49,6 +50,8 @@ export interface DoctorReport {
   checks: DoctorCheck[];
   /** What a new pod of the ServiceAccount gets; undefined when it could not be worked out. */
   pod?: PodCredentials;
+  /** The webhook's flags the pod was worked out with, when its Deployment was found. */
+  webhookFlags?: { source: string; args: string[] };
 }
 
 export interface DoctorOptions {
@@ -67,6 +70,19 @@ export interface DoctorOptions {
   annotationPrefix: string;
   /** Deadline of each network call. */
   timeoutMs?: number;
+  /**
+   * The webhook's mutation options from its flags: the args of its Deployment
+   * when found (undefined otherwise), with what the doctor command line gives.
+   * Without it: the defaults with annotationPrefix and audience.
+   */
+  webhookOptions?: (args: string[] | undefined) => MutationOptions;
+}
+
+/** Where the webhook runs, read before the checks: its flags decide what a pod gets. */
+export interface WebhookLocation {
+  service?: ServiceRef;
+  state?: ServiceState;
+  deployment?: WebhookDeployment;
 }
 
 export const DEFAULT_WEBHOOK_CONFIG = 'pod-identity-webhook';
@@ -135,7 +151,16 @@ export async function runDoctorChecks(o: DoctorOptions): Promise<DoctorReport> {
   const sa = o.serviceAccount;
   const who = `${ns}/${sa}`;
   const subject = `system:serviceaccount:${ns}:${sa}`;
-  const prefix = o.annotationPrefix;
+  // Discovery does not depend on the other reads; start it now so a dead API server costs one timeout, not several.
+  const discovery = kc && o.issuer === undefined
+    ? servedIssuer(kc, timeoutMs).then((value) => ({ value }), (error: Error) => ({ error }))
+    : undefined;
+  // The webhook's own flags decide the annotation prefix and what a pod gets: find them first.
+  const location = kc ? await locateWebhook(kc, o.webhookConfig, timeoutMs) : undefined;
+  const options: MutationOptions = o.webhookOptions
+    ? o.webhookOptions(location?.deployment?.args)
+    : { ...DEFAULT_MUTATION_OPTIONS, annotationPrefix: o.annotationPrefix, tokenAudience: o.audience ?? DEFAULT_MUTATION_OPTIONS.tokenAudience };
+  const prefix = options.annotationPrefix;
   const roleKey = `${prefix}/${ANNOTATION.roleArn}`;
   const audienceKey = `${prefix}/${ANNOTATION.audience}`;
   const checks: DoctorCheck[] = [];
@@ -143,11 +168,6 @@ export async function runDoctorChecks(o: DoctorOptions): Promise<DoctorReport> {
     checks.push(c);
     return c;
   };
-
-  // Discovery does not depend on the other reads; start it now so a dead API server costs one timeout, not several.
-  const discovery = kc && o.issuer === undefined
-    ? servedIssuer(kc, timeoutMs).then((value) => ({ value }), (error: Error) => ({ error }))
-    : undefined;
 
   // ServiceAccount: read it, or take --role-arn offline.
   let settings: ServiceAccountSettings | undefined;
@@ -196,14 +216,15 @@ export async function runDoctorChecks(o: DoctorOptions): Promise<DoctorReport> {
       : { name: 'role-arn', status: 'ok', detail: `${source} is ${roleArn}` });
   }
 
-  const defaultAudience = o.audience ?? DEFAULT_MUTATION_OPTIONS.tokenAudience;
+  const defaultAudience = options.tokenAudience;
+  const fromWebhook = location?.deployment?.args.some((a) => /^--?token-audience(=|$)/.test(a));
   const audience = settings?.audience ?? defaultAudience;
   if (settings?.audience !== undefined) {
     add(audience.trim() === ''
       ? { name: 'audience', status: 'fail', detail: `annotation ${audienceKey} is empty; tokens need an audience (remove it to get ${defaultAudience})` }
       : { name: 'audience', status: 'ok', detail: `tokens are issued for audience ${audience} (annotation ${audienceKey}); the IAM OIDC provider must list it as a client ID` });
   } else {
-    const from = o.audience !== undefined ? '--audience' : 'the default';
+    const from = o.audience !== undefined ? '--audience' : fromWebhook ? 'the webhook\'s --token-audience' : 'the default';
     const why = !kc ? '' : saKnown ? '; the ServiceAccount sets none' : '; the ServiceAccount could not be read';
     add({ name: 'audience', status: 'ok', detail: `tokens are issued for audience ${audience} (${from}${why})` });
   }
@@ -214,7 +235,18 @@ export async function runDoctorChecks(o: DoctorOptions): Promise<DoctorReport> {
 
   // The webhook: configured, called for this pod, trusted, answering.
   let webhookProblem = false;
-  if (kc) webhookProblem = await checkWebhook(kc, o, timeoutMs, add);
+  if (kc) {
+    webhookProblem = await checkWebhook(kc, o, location ?? {}, timeoutMs, add);
+    const d = location?.deployment;
+    add(d
+      ? { name: 'webhook-flags', status: 'ok', detail: `the webhook runs with ${d.args.length > 0 ? d.args.join(' ') : 'no flags (the defaults)'} (${d.source})` }
+      : {
+        name: 'webhook-flags',
+        status: 'skip',
+        detail: 'the webhook\'s Deployment was not found (a Deployment in the Service\'s namespace whose pods the Service selects), ' +
+          'so the pod below assumes the defaults and the flags given to doctor (--sts-regional-endpoint, --aws-default-region, ...)',
+      });
+  }
   else add({ name: 'webhook', status: 'skip', detail: 'no cluster: the webhook configuration and its endpoint were not checked' });
 
   // The issuer the tokens carry, then the trust policy against it.
@@ -287,7 +319,6 @@ export async function runDoctorChecks(o: DoctorOptions): Promise<DoctorReport> {
   }
 
   // What a new pod would get from the engine.
-  const options: MutationOptions = { ...DEFAULT_MUTATION_OPTIONS, annotationPrefix: prefix, tokenAudience: defaultAudience };
   let pod: PodCredentials | undefined;
   if (!saKnown) {
     const why = saMissing ? `ServiceAccount ${who} does not exist` : 'the ServiceAccount is unknown';
@@ -307,7 +338,16 @@ export async function runDoctorChecks(o: DoctorOptions): Promise<DoctorReport> {
     }
   }
 
-  return { ok: !checks.some((c) => c.status === 'fail'), namespace: ns, serviceAccount: sa, subject, checks, ...(pod ? { pod } : {}) };
+  const d = location?.deployment;
+  return {
+    ok: !checks.some((c) => c.status === 'fail'),
+    namespace: ns,
+    serviceAccount: sa,
+    subject,
+    checks,
+    ...(pod ? { pod } : {}),
+    ...(d ? { webhookFlags: { source: d.source, args: d.args } } : {}),
+  };
 }
 
 const DISCOVERY_HINTS: Record<number, string> = {
@@ -338,10 +378,35 @@ async function servedIssuer(kc: KubeConfig, timeoutMs: number): Promise<{ issuer
   return { issuer, keys: keys.length };
 }
 
+/** The first webhook of the configuration that sees pod CREATE and calls a Service: that Service, its endpoints, its Deployment. */
+export async function locateWebhook(kc: KubeConfig, configName: string, timeoutMs: number): Promise<WebhookLocation> {
+  try {
+    const answer = await kubeGet(kc, `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${encodeURIComponent(configName)}`, timeoutMs);
+    if (answer.status !== 200) return {};
+    const webhooks = (answer.json as V1MutatingWebhookConfiguration).webhooks ?? [];
+    const svc = webhooks.filter(webhookMatchesPodCreate).find((w) => w.clientConfig?.service)?.clientConfig?.service;
+    if (!svc?.name || !svc.namespace) return {};
+    const service: ServiceRef = { namespace: svc.namespace, name: svc.name, ...(svc.port !== undefined ? { port: svc.port } : {}) };
+    const state = await serviceState(kc, service, timeoutMs);
+    let deployment: WebhookDeployment | undefined;
+    if (state.selector) {
+      try {
+        deployment = await webhookDeployment(kc, service.namespace, state.selector, timeoutMs);
+      } catch {
+        deployment = undefined;
+      }
+    }
+    return { service, state, ...(deployment ? { deployment } : {}) };
+  } catch {
+    return {};
+  }
+}
+
 /** The webhook checks; returns true when one failed. */
 async function checkWebhook(
   kc: KubeConfig,
   o: DoctorOptions,
+  location: WebhookLocation,
   timeoutMs: number,
   add: (c: DoctorCheck) => DoctorCheck,
 ): Promise<boolean> {
@@ -420,26 +485,60 @@ async function checkWebhook(
     return true;
   }
   const svc = client.service;
-  const proxied = `https:${svc.name}:${svc.port ?? 443}`;
+  const port = svc.port ?? 443;
+  const target = `Service ${svc.namespace}/${svc.name} port ${port}`;
+  // The Service and its endpoints first: "not found" from the proxy can mean either.
+  const sameService = location.service?.namespace === svc.namespace && location.service.name === svc.name && (location.service.port ?? 443) === port;
+  const state = sameService && location.state ? location.state : await serviceState(kc, { namespace: svc.namespace, name: svc.name, port }, timeoutMs);
+  if (state.outcome === 'missing' || state.outcome === 'no-port' || state.outcome === 'no-endpoints') {
+    add({ name: 'webhook-answers', status: 'fail', detail: state.detail });
+    return true;
+  }
+  const proxied = `https:${svc.name}:${port}`;
   const path = `/api/v1/namespaces/${encodeURIComponent(svc.namespace)}/services/${proxied}/proxy/healthz`;
-  const target = `Service ${svc.namespace}/${svc.name} port ${svc.port ?? 443}`;
+  const endpoints = state.outcome === 'ready' ? ` (${state.ready.length} ready endpoint(s))` : ` (${state.detail})`;
   try {
     const answer = await kubeGet(kc, path, timeoutMs);
     if (answer.status >= 200 && answer.status < 300) {
       add({
         name: 'webhook-answers',
         status: 'ok',
-        detail: `the ${target} answered /healthz through the API server's service proxy (the proxy does not verify the serving certificate, so the caBundle was not matched against it)`,
+        detail: `the ${target} answered /healthz through the API server's service proxy${endpoints}`,
       });
     } else if (answer.status === 401 || answer.status === 403) {
-      add({ name: 'webhook-answers', status: 'warn', detail: `could not ask the ${target}: ${answerError(answer)} (needs get on services/proxy)` });
+      add({ name: 'webhook-answers', status: 'warn', detail: `could not ask the ${target}: ${answerError(answer)} (needs get on services/proxy)${endpoints}` });
     } else {
-      add({ name: 'webhook-answers', status: 'fail', detail: `the ${target} does not answer through the API server's service proxy: ${answerError(answer)}` });
+      add({ name: 'webhook-answers', status: 'fail', detail: `the ${target} does not answer through the API server's service proxy: ${answerError(answer)}${endpoints}` });
       failed = true;
     }
   } catch (err) {
-    add({ name: 'webhook-answers', status: 'fail', detail: `the ${target} does not answer: ${(err as Error).message}` });
+    const message = (err as Error).message;
+    const timedOut = message.includes('no answer within');
+    add({
+      name: 'webhook-answers',
+      status: 'fail',
+      detail: timedOut
+        ? `the ${target} did not answer within ${timeoutMs / 1000} s through the API server's service proxy${endpoints}: the webhook is hanging or a network policy drops the traffic`
+        : `the ${target} does not answer: ${message}`,
+    });
     failed = true;
+  }
+
+  // The proxy does not verify the serving certificate; the API server does. Match the caBundle
+  // against it directly when an endpoint is reachable from here (inside the cluster, usually).
+  const endpoint = state.ready[0];
+  if (!endpoint) {
+    add({ name: 'webhook-tls', status: 'skip', detail: 'no endpoint to connect to: the caBundle was not matched against the serving certificate' });
+  } else if (ca.pem) {
+    const name = `${svc.name}.${svc.namespace}.svc`;
+    const probe = await probeServing({ host: endpoint.ip, port: endpoint.port, name, caPem: ca.pem, timeoutMs: Math.min(timeoutMs, 5000) });
+    if (!probe.reached) {
+      add({ name: 'webhook-tls', status: 'skip', detail: `${probe.detail}; run doctor inside the cluster to match the caBundle against the serving certificate` });
+    } else {
+      const verified = probe.verified === true;
+      add({ name: 'webhook-tls', status: verified ? 'ok' : 'fail', detail: verified ? `the serving certificate of endpoint ${endpoint.ip}:${endpoint.port} verifies with the caBundle for ${name}` : probe.detail });
+      if (!verified) failed = true;
+    }
   }
   return failed;
 }

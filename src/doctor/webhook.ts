@@ -107,12 +107,38 @@ export function probeWebhookUrl(url: string, caPem: string | undefined, timeoutM
   }
   if (target.protocol !== 'https:') return Promise.resolve({ ok: false, detail: `clientConfig.url ${url} must be https://` });
   const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
-  const port = Number(target.port || 443);
+  return probeServing({ host, port: Number(target.port || 443), name: host, caPem, timeoutMs, label: url });
+}
+
+export interface ServingProbe {
+  /** Where to connect. */
+  host: string;
+  port: number;
+  /** The name the certificate must be for (the API server's: the URL host, or <service>.<namespace>.svc). */
+  name: string;
+  caPem: string | undefined;
+  timeoutMs: number;
+  /** How the target is named in sentences. */
+  label?: string;
+}
+
+/** Outcome of a probe; `reached` is false when no TLS handshake happened (refused, unreachable, timed out). */
+export interface ProbeOutcome extends Outcome {
+  reached: boolean;
+  /** The handshake happened and the certificate verified for the name. */
+  verified?: boolean;
+}
+
+/** TLS to host:port verified against the caBundle for `name`, then GET /healthz. */
+export function probeServing(p: ServingProbe): Promise<ProbeOutcome> {
+  const { host, port, name, caPem, timeoutMs } = p;
+  const at = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+  const label = p.label ?? at;
   const trust = caPem ? 'the caBundle' : 'the system\'s CAs (no caBundle)';
 
-  return new Promise<Outcome>((resolve) => {
+  return new Promise<ProbeOutcome>((resolve) => {
     let settled = false;
-    const finish = (o: Outcome): void => {
+    const finish = (o: ProbeOutcome): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -124,13 +150,13 @@ export function probeWebhookUrl(url: string, caPem: string | undefined, timeoutM
       host,
       port,
       ...(caPem ? { ca: [caPem] } : {}),
-      ...(isIP(host) ? {} : { servername: host }),
+      ...(isIP(name) ? {} : { servername: name }),
       rejectUnauthorized: false,
       ALPNProtocols: ['http/1.1'],
     });
-    const timer = setTimeout(() => finish({ ok: false, detail: `${url}: no TLS answer within ${timeoutMs / 1000} s` }), timeoutMs);
+    const timer = setTimeout(() => finish({ ok: false, reached: false, detail: `${label}: no TLS answer within ${timeoutMs / 1000} s` }), timeoutMs);
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      finish({ ok: false, detail: `cannot connect to ${target.host}: ${err.code ?? err.message}` });
+      finish({ ok: false, reached: false, detail: `cannot connect to ${at}: ${err.code ?? err.message}` });
     });
     socket.once('secureConnect', () => {
       // One call: on Node 20, getPeerX509Certificate() first leaves getPeerCertificate() returning {}.
@@ -139,13 +165,13 @@ export function probeWebhookUrl(url: string, caPem: string | undefined, timeoutM
       const presented = peer ? describeCertificate(peer) : 'no certificate';
       const code = String(socket.authorizationError ?? '');
       // Node checks the name only once the chain verified, and reports a mismatch as this code.
-      const nameError = code === 'ERR_TLS_CERT_ALTNAME_INVALID' || (socket.authorized && tls.checkServerIdentity(host, legacy) !== undefined);
+      const nameError = code === 'ERR_TLS_CERT_ALTNAME_INVALID' || (socket.authorized && tls.checkServerIdentity(name, legacy) !== undefined);
       if (nameError) {
-        return finish({ ok: false, detail: `the serving certificate at ${target.host} verifies with ${trust} but is not for ${host}; it presented ${presented}` });
+        return finish({ ok: false, reached: true, detail: `the serving certificate at ${at} verifies with ${trust} but is not for ${name}; it presented ${presented}` });
       }
       if (!socket.authorized) {
         const why = TLS_REASONS[code] ?? code;
-        return finish({ ok: false, detail: `${trust} does not verify the serving certificate at ${target.host} (${why}); it presented ${presented}` });
+        return finish({ ok: false, reached: true, detail: `${trust} does not verify the serving certificate at ${at} (${why}); it presented ${presented}` });
       }
       let head = '';
       socket.setEncoding('utf8');
@@ -155,13 +181,15 @@ export function probeWebhookUrl(url: string, caPem: string | undefined, timeoutM
         const status = statusOf(head);
         finish({
           ok: status !== undefined,
+          reached: true,
+          verified: true,
           detail: status !== undefined
-            ? `${target.host} answered HTTP ${status} to GET /healthz over TLS that ${trust} verifies (${presented})`
-            : `${target.host} completed TLS but did not answer HTTP`,
+            ? `${at} answered HTTP ${status} to GET /healthz over TLS that ${trust} verifies (${presented})`
+            : `${at} completed TLS but did not answer HTTP`,
         });
       });
-      socket.on('end', () => finish({ ok: false, detail: `${target.host} closed the connection without answering GET /healthz` }));
-      socket.write(`GET /healthz HTTP/1.1\r\nHost: ${target.host}\r\nConnection: close\r\n\r\n`);
+      socket.on('end', () => finish({ ok: false, reached: true, verified: true, detail: `${at} closed the connection without answering GET /healthz` }));
+      socket.write(`GET /healthz HTTP/1.1\r\nHost: ${at}\r\nConnection: close\r\n\r\n`);
     });
   });
 }

@@ -1,12 +1,13 @@
 import { capture, runCommand, tmp as tmpDir } from '../helpers/command.js';
 import t, { type Test } from 'tap';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http, { type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
-import { type DoctorFlags, doctorCommand, renderText, runDoctor } from '../../src/cli/doctor.js';
+import { parse, stringify } from 'yaml';
+import { type DoctorFlags, doctorCommand, parseWebhookArgs, renderText, runDoctor, webhookOptions } from '../../src/cli/doctor.js';
+import { webhookArgs } from '../../src/doctor/service.js';
 import { type DoctorReport, podCredentials, privateIssuerProblem } from '../../src/doctor/checks.js';
 import { decodeCaBundle, selectorMatches, webhookMatchesPodCreate } from '../../src/doctor/webhook.js';
 import { DEFAULT_MUTATION_OPTIONS } from '../../src/config.js';
@@ -196,8 +197,11 @@ t.test('usage errors: one line, exit 2', async (t) => {
     t.equal(r.err.length, 1, `${name}: one line`);
     t.match(r.err[0], message, name);
   }
-  const r = await cli([...base, '--output', 'yaml']);
+  const r = await cli([...base, '--output', 'xml']);
   t.equal(r.code, 2, 'commander refuses an unknown --output');
+  const n = await cli(['--offline', '-n', 'Shop', '--service-account', 'api', '--issuer', ISSUER]);
+  t.equal(n.code, 2, '-n is checked like --namespace');
+  t.match(n.err.join('\n'), /not a valid namespace name/);
 });
 
 t.test('exit codes: 0 when every check that ran passed, 1 otherwise', async (t) => {
@@ -293,9 +297,17 @@ interface FakeCluster {
   serviceAccounts: Map<string, Record<string, string> | undefined>;
   webhookConfigs: Map<string, object>;
   namespaceLabels: Map<string, Record<string, string>>;
+  /** status 0: the proxy never answers. */
   proxy: { status: number; body: string };
   issuer: string;
   paths: string[];
+  /** Services by namespace/name. */
+  services: Map<string, object>;
+  /** EndpointSlices by namespace/service name; undefined: the API has none (404 for the resource). */
+  endpointSlices: Map<string, object[]> | undefined;
+  /** Endpoints by namespace/name (older clusters). */
+  endpoints: Map<string, object>;
+  deployments: Map<string, object[]>;
 }
 
 /** Just the reads doctor makes, over plain http with a bearer token. */
@@ -308,10 +320,15 @@ async function fakeCluster(t: Test): Promise<FakeCluster> {
     proxy: { status: 200, body: 'ok\n' },
     issuer: ISSUER,
     paths: [],
+    services: new Map(),
+    endpointSlices: new Map(),
+    endpoints: new Map(),
+    deployments: new Map(),
   };
   const notFound = { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404, message: 'not found' };
   const server: Server = http.createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    const url = new URL(req.url ?? '/', 'http://x');
+    const path = decodeURIComponent(url.pathname);
     state.paths.push(path);
     const json = (code: number, body: unknown): void => {
       res.writeHead(code, { 'Content-Type': 'application/json' });
@@ -330,8 +347,25 @@ async function fakeCluster(t: Test): Promise<FakeCluster> {
       return config ? json(200, config) : json(404, notFound);
     }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/services\/([^/]+)\/proxy\/healthz$/.exec(path))) {
+      if (state.proxy.status === 0) return undefined;
       res.writeHead(state.proxy.status, { 'Content-Type': state.proxy.status === 200 ? 'text/plain' : 'application/json' });
       return res.end(state.proxy.body);
+    }
+    if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/services\/([^/:]+)$/.exec(path))) {
+      const svc = state.services.get(`${m[1]}/${m[2]}`);
+      return svc ? json(200, svc) : json(404, notFound);
+    }
+    if ((m = /^\/apis\/discovery.k8s.io\/v1\/namespaces\/([^/]+)\/endpointslices$/.exec(path))) {
+      if (!state.endpointSlices) return json(404, notFound);
+      const service = /^kubernetes.io\/service-name=(.+)$/.exec(url.searchParams.get('labelSelector') ?? '')?.[1];
+      return json(200, { kind: 'EndpointSliceList', items: state.endpointSlices.get(`${m[1]}/${service}`) ?? [] });
+    }
+    if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/endpoints\/([^/]+)$/.exec(path))) {
+      const ep = state.endpoints.get(`${m[1]}/${m[2]}`);
+      return ep ? json(200, ep) : json(404, notFound);
+    }
+    if ((m = /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/deployments$/.exec(path))) {
+      return json(200, { kind: 'DeploymentList', items: state.deployments.get(m[1] as string) ?? [] });
     }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(path))) {
       const labels = state.namespaceLabels.get(m[1] as string) ?? { 'kubernetes.io/metadata.name': m[1] as string };
@@ -343,7 +377,10 @@ async function fakeCluster(t: Test): Promise<FakeCluster> {
     return json(404, notFound);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  t.teardown(() => {
+    server.closeAllConnections();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
   state.kubeconfig = kubeconfigFor(t, (server.address() as AddressInfo).port);
   return state;
 }
@@ -417,6 +454,7 @@ t.test('cluster: everything in order (url webhook), policy checked against the d
     ['webhook-rules', 'ok'],
     ['ca-bundle', 'ok'],
     ['webhook-answers', 'ok'],
+    ['webhook-flags', 'skip'],
     ['issuer', 'ok'],
     ['trust-policy', 'ok'],
     ['accounts', 'ok'],
@@ -471,25 +509,172 @@ t.test('cluster: a serving certificate for another name, and an expired one', as
   t.match(check(report, 'webhook-answers').detail, /the caBundle does not verify the serving certificate at 127\.0\.0\.1:\d+ \(it has expired\); it presented .*, expired on /);
 });
 
-t.test('cluster: service webhooks are asked through the API server\'s service proxy', async (t) => {
-  const pki = createTestPki();
-  t.teardown(() => rmSync(pki.dir, { recursive: true, force: true }));
+const SVC_NS = 'pod-identity-webhook';
+const SVC_NAME = 'pod-identity-webhook';
+const SELECTOR = { app: 'pod-identity-webhook' };
+
+/** The webhook's Service, an EndpointSlice with one endpoint at 127.0.0.1:port, and (optionally) its Deployment. */
+function serviceBacked(cluster: FakeCluster, port: number, ready: boolean | undefined = true): void {
+  cluster.services.set(`${SVC_NS}/${SVC_NAME}`, {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { namespace: SVC_NS, name: SVC_NAME },
+    spec: { selector: SELECTOR, ports: [{ name: 'https', port: 443, targetPort: 8443 }] },
+  });
+  cluster.endpointSlices?.set(`${SVC_NS}/${SVC_NAME}`, [{
+    kind: 'EndpointSlice',
+    ports: [{ name: 'https', port }],
+    endpoints: [{ addresses: ['127.0.0.1'], ...(ready === undefined ? {} : { conditions: { ready } }) }],
+  }]);
+}
+
+function deployment(args: string[]): object {
+  return {
+    kind: 'Deployment',
+    metadata: { namespace: SVC_NS, name: 'pod-identity-webhook' },
+    spec: {
+      selector: { matchLabels: SELECTOR },
+      template: {
+        metadata: { labels: { ...SELECTOR, version: 'x' } },
+        spec: { containers: [{ name: 'sidecar', image: 'proxy' }, { name: 'webhook', image: 'pod-identity-webhook:0.2.0', args }] },
+      },
+    },
+  };
+}
+
+/** An HTTPS endpoint serving a certificate for the Service's DNS name, signed by `ca`. */
+async function serviceEndpoint(t: Test, ca: { cert: string; key: string }): Promise<number> {
+  const serving = await createServingCertificate(ca as Parameters<typeof createServingCertificate>[0], {
+    keyType: 'ec', dnsNames: [`${SVC_NAME}.${SVC_NS}.svc`], ipAddresses: [], notAfter: new Date(Date.now() + 86_400_000),
+  });
+  const url = await webhookEndpoint(t, serving);
+  return Number(new URL(url).port);
+}
+
+t.test('cluster: service webhooks: Service, ready endpoints, the proxy, and the caBundle against the serving certificate', async (t) => {
+  const ca = await createCA({ keyType: 'ec', notAfter: new Date(Date.now() + 86_400_000) });
   const cluster = await fakeCluster(t);
   cluster.serviceAccounts.set('shop/api', { 'eks.amazonaws.com/role-arn': ROLE, 'eks.amazonaws.com/audience': 'custom-aud' });
-  const service = { service: { namespace: 'pod-identity-webhook', name: 'pod-identity-webhook', path: '/mutate', port: 443 }, caBundle: b64(pki.caCert) };
+  const service = { service: { namespace: SVC_NS, name: SVC_NAME, path: '/mutate', port: 443 }, caBundle: b64(ca.cert) };
   cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig(service));
+  serviceBacked(cluster, await serviceEndpoint(t, ca));
+  const run = (more: Partial<DoctorFlags> = {}) => runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig, ...more }, capture().io);
 
-  const ok = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
+  const ok = await run();
   t.equal(check(ok, 'webhook-answers').status, 'ok');
-  t.match(check(ok, 'webhook-answers').detail, 'the Service pod-identity-webhook/pod-identity-webhook port 443 answered /healthz through the API server\'s service proxy');
+  t.match(check(ok, 'webhook-answers').detail, 'the Service pod-identity-webhook/pod-identity-webhook port 443 answered /healthz through the API server\'s service proxy (1 ready endpoint(s))');
   t.ok(cluster.paths.includes('/api/v1/namespaces/pod-identity-webhook/services/https:pod-identity-webhook:443/proxy/healthz'));
+  t.equal(check(ok, 'webhook-tls').status, 'ok');
+  t.match(check(ok, 'webhook-tls').detail, /^the serving certificate of endpoint 127\.0\.0\.1:\d+ verifies with the caBundle for pod-identity-webhook\.pod-identity-webhook\.svc$/);
   t.match(check(ok, 'audience').detail, 'audience custom-aud (annotation eks.amazonaws.com/audience)');
   t.equal(check(ok, 'trust-policy').status, 'skip');
+  t.equal(ok.ok, true);
 
-  cluster.proxy = { status: 503, body: JSON.stringify({ kind: 'Status', code: 503, message: 'no endpoints available for service "pod-identity-webhook"' }) };
-  const down = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
+  cluster.proxy = { status: 503, body: JSON.stringify({ kind: 'Status', code: 503, message: 'error trying to reach service: dial tcp 10.0.0.7:8443: connect: connection refused' }) };
+  const down = await run();
   t.equal(down.ok, false);
-  t.match(check(down, 'webhook-answers').detail, 'does not answer through the API server\'s service proxy: HTTP 503: no endpoints available for service "pod-identity-webhook"');
+  t.match(check(down, 'webhook-answers').detail, 'does not answer through the API server\'s service proxy: HTTP 503: error trying to reach service');
+
+  cluster.proxy = { status: 0, body: '' };
+  const hung = await run({ timeout: 300 });
+  t.equal(check(hung, 'webhook-answers').status, 'fail');
+  t.match(check(hung, 'webhook-answers').detail, 'did not answer within 0.3 s through the API server\'s service proxy (1 ready endpoint(s)): the webhook is hanging or a network policy drops the traffic');
+});
+
+t.test('cluster: no Service, no ready endpoints and no matching pods are three different answers', async (t) => {
+  const ca = await createCA({ keyType: 'ec', notAfter: new Date(Date.now() + 86_400_000) });
+  const cluster = await fakeCluster(t);
+  cluster.serviceAccounts.set('shop/api', { 'eks.amazonaws.com/role-arn': ROLE });
+  cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig({ service: { namespace: SVC_NS, name: SVC_NAME, port: 443 }, caBundle: b64(ca.cert) }));
+  // The proxy's answer when nothing is behind the Service, as in the report that prompted these checks.
+  cluster.proxy = { status: 404, body: JSON.stringify({ kind: 'Status', code: 404, message: 'services "pod-identity-webhook" not found' }) };
+  const run = () => runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
+
+  let report = await run();
+  t.equal(check(report, 'webhook-answers').status, 'fail');
+  t.equal(check(report, 'webhook-answers').detail, 'the Service pod-identity-webhook/pod-identity-webhook that the webhook configuration names does not exist, so the API server cannot call the webhook');
+
+  serviceBacked(cluster, 8443, false);
+  report = await run();
+  t.equal(check(report, 'webhook-answers').detail,
+    'the Service pod-identity-webhook/pod-identity-webhook exists but has no ready endpoints: 1 endpoint(s) are not ready: the webhook\'s pods are starting, failing /readyz or crashing ' +
+    '(kubectl -n pod-identity-webhook get pods -l app=pod-identity-webhook)');
+
+  cluster.endpointSlices?.set(`${SVC_NS}/${SVC_NAME}`, []);
+  report = await run();
+  t.match(check(report, 'webhook-answers').detail, 'exists but has no ready endpoints: no running pod matches its selector app=pod-identity-webhook');
+
+  // Clusters without EndpointSlices: the Endpoints object says the same.
+  cluster.endpointSlices = undefined;
+  cluster.endpoints.set(`${SVC_NS}/${SVC_NAME}`, { kind: 'Endpoints', subsets: [{ notReadyAddresses: [{ ip: '10.0.0.7' }, { ip: '10.0.0.8' }], ports: [{ name: 'https', port: 8443 }] }] });
+  report = await run();
+  t.match(check(report, 'webhook-answers').detail, 'exists but has no ready endpoints: 2 endpoint(s) are not ready');
+
+  cluster.services.set(`${SVC_NS}/${SVC_NAME}`, { kind: 'Service', spec: { selector: SELECTOR, ports: [{ port: 8443 }] } });
+  report = await run();
+  t.match(check(report, 'webhook-answers').detail, 'has no port 443, which the webhook configuration names (its ports: 8443)');
+});
+
+t.test('cluster: a caBundle that does not verify the Service\'s serving certificate fails webhook-tls', async (t) => {
+  const ca = await createCA({ keyType: 'ec', notAfter: new Date(Date.now() + 86_400_000) });
+  const other = await createCA({ keyType: 'ec', notAfter: new Date(Date.now() + 86_400_000) });
+  const cluster = await fakeCluster(t);
+  cluster.serviceAccounts.set('shop/api', { 'eks.amazonaws.com/role-arn': ROLE });
+  cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig({ service: { namespace: SVC_NS, name: SVC_NAME, port: 443 }, caBundle: b64(other.cert) }));
+  serviceBacked(cluster, await serviceEndpoint(t, ca));
+  const report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
+  t.equal(check(report, 'webhook-answers').status, 'ok', 'the proxy does not verify the certificate');
+  t.equal(check(report, 'webhook-tls').status, 'fail');
+  t.match(check(report, 'webhook-tls').detail, /^the caBundle does not verify the serving certificate at 127\.0\.0\.1:\d+ \(.+\); it presented subject CN=pod-identity-webhook\.pod-identity-webhook\.svc/);
+  t.equal(report.ok, false);
+
+  // An endpoint doctor cannot reach (a pod IP outside this network) is a skip, not a failure.
+  serviceBacked(cluster, 1);
+  const unreachable = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
+  t.equal(check(unreachable, 'webhook-tls').status, 'skip');
+  t.match(check(unreachable, 'webhook-tls').detail, 'cannot connect to 127.0.0.1:1: ECONNREFUSED; run doctor inside the cluster');
+});
+
+t.test('cluster: the predicted pod uses the webhook\'s own flags, from its Deployment; doctor\'s flags win', async (t) => {
+  const ca = await createCA({ keyType: 'ec', notAfter: new Date(Date.now() + 86_400_000) });
+  const cluster = await fakeCluster(t);
+  cluster.serviceAccounts.set('shop/api', { 'eks.amazonaws.com/role-arn': ROLE });
+  cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig({ service: { namespace: SVC_NS, name: SVC_NAME, port: 443 }, caBundle: b64(ca.cert) }));
+  serviceBacked(cluster, await serviceEndpoint(t, ca));
+  cluster.deployments.set(SVC_NS, [
+    { kind: 'Deployment', metadata: { name: 'unrelated' }, spec: { template: { metadata: { labels: { app: 'other' } }, spec: { containers: [{ name: 'c', args: ['--sts-regional-endpoint=false'] }] } } } },
+    deployment(['--port=8443', '--sts-regional-endpoint=true', '--aws-default-region', 'eu-west-1', '--token-audience=irsa', '--token-expiration', '3600', '--log-format=json']),
+  ]);
+  const names = (r: DoctorReport) => r.pod?.env.map((e) => e.name);
+
+  const report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
+  t.equal(check(report, 'webhook-flags').status, 'ok');
+  t.match(check(report, 'webhook-flags').detail, 'the webhook runs with --port=8443 --sts-regional-endpoint=true --aws-default-region eu-west-1 --token-audience=irsa --token-expiration 3600 --log-format=json (Deployment pod-identity-webhook/pod-identity-webhook, container webhook)');
+  t.same(names(report), ['AWS_STS_REGIONAL_ENDPOINTS', 'AWS_DEFAULT_REGION', 'AWS_REGION', 'AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE']);
+  t.same(report.pod?.env.find((e) => e.name === 'AWS_REGION')?.value, 'eu-west-1');
+  t.match(report.pod?.volumes[0], 'audience irsa, expiring after 3600 s');
+  t.match(check(report, 'audience').detail, 'audience irsa (the webhook\'s --token-audience; the ServiceAccount sets none)');
+  t.same(report.webhookFlags?.source, 'Deployment pod-identity-webhook/pod-identity-webhook, container webhook');
+
+  // Through the command line: only flags given there override the Deployment's.
+  const cliRun = await runCommand(doctorCommand, ['-n', 'shop', '--service-account', 'api', '--kubeconfig', cluster.kubeconfig, '--sts-regional-endpoint=false', '-o', 'json']);
+  const doc = JSON.parse(cliRun.out.join('\n')) as DoctorReport;
+  t.same(names(doc), ['AWS_DEFAULT_REGION', 'AWS_REGION', 'AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE']);
+  t.match(doc.pod?.volumes[0], 'audience irsa, expiring after 3600 s');
+
+  // Without a Deployment: the defaults and doctor's flags, and the skip says so.
+  cluster.deployments.clear();
+  const bare = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig, awsDefaultRegion: 'us-west-2' }, capture().io);
+  t.equal(check(bare, 'webhook-flags').status, 'skip');
+  t.same(names(bare), ['AWS_DEFAULT_REGION', 'AWS_REGION', 'AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE']);
+});
+
+t.test('-o yaml prints the report as YAML', async (t) => {
+  const r = await cli(['--offline', '-n', 'shop', '--service-account', 'api', '--issuer', ISSUER, '--role-arn', ROLE, '-o', 'yaml']);
+  t.equal(r.code, 0, r.err.join('\n'));
+  const doc = parse(r.out.join('\n')) as DoctorReport;
+  t.equal(doc.ok, true);
+  t.equal(doc.subject, SUB);
 });
 
 t.test('cluster: what is missing, one failure at a time', async (t) => {
@@ -499,6 +684,8 @@ t.test('cluster: what is missing, one failure at a time', async (t) => {
   const cluster = await fakeCluster(t);
   const run = () => runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
   cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig(service));
+  // A Service with a ready endpoint doctor cannot reach: the proxy answers for it.
+  serviceBacked(cluster, 1);
 
   let report = await run();
   t.match(check(report, 'service-account').detail, 'ServiceAccount shop/api does not exist');
@@ -571,4 +758,23 @@ t.test('cluster: an API server that does not answer is reported within the timeo
   t.ok(Date.now() - started < 5000, 'does not hang');
   t.match(check(report, 'service-account').detail, 'no answer within 0.2 s');
   t.match(check(report, 'issuer').detail, 'no answer within 0.2 s');
+});
+
+t.test('the shipped Deployment\'s args are read as the webhook reads them', async (t) => {
+  const doc = parse(readFileSync(new URL('../../manifests/base/deployment.yaml', import.meta.url), 'utf8')) as {
+    spec: { template: { spec: { containers: Array<{ name: string; command?: string[]; args?: string[] }> } } };
+  };
+  const container = doc.spec.template.spec.containers[0] as { command?: string[]; args?: string[] };
+  const args = webhookArgs(container);
+  t.ok(args.includes('--sts-regional-endpoint=true'), 'the manifest turns on regional STS');
+  const options = webhookOptions({}, DEFAULT_MUTATION_OPTIONS.annotationPrefix, args);
+  t.equal(options.regionalSts, true);
+  t.equal(options.tokenExpiration, 86400);
+  // Doctor's own flag wins; a command that names `serve` is read after it.
+  t.equal(webhookOptions({ stsRegionalEndpoint: false }, DEFAULT_MUTATION_OPTIONS.annotationPrefix, args).regionalSts, false);
+  t.same(webhookArgs({ command: ['node', 'dist/cli.js', 'serve'], args: ['--aws-default-region=eu-west-1'] }), ['--aws-default-region=eu-west-1']);
+  t.same(webhookArgs({ command: ['node', 'dist/cli.js', 'serve', '--token-expiration', '3600'] }), ['--token-expiration', '3600']);
+  // Flags the webhook would refuse are ignored rather than guessed at.
+  t.equal(parseWebhookArgs(['--token-expiration=soon']), undefined);
+  t.equal(webhookOptions({}, DEFAULT_MUTATION_OPTIONS.annotationPrefix, ['--token-expiration=soon', '--sts-regional-endpoint']).tokenExpiration, 86400);
 });
