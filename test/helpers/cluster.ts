@@ -17,6 +17,10 @@ export interface Cluster {
   admission: AdmissionregistrationV1Api;
   /** Stops the control plane if this call started it. */
   down(): void;
+  /** The state directory of scripts/controlplane.sh; undefined for an E2E_KUBECONFIG cluster. */
+  stateDir?: string | undefined;
+  /** Runs a scripts/controlplane.sh command on this control plane (with the same PIW_* settings); undefined for an E2E_KUBECONFIG cluster. */
+  controlplane?: ((command: 'stop-apiserver' | 'start-apiserver' | 'restart-apiserver') => void) | undefined;
 }
 
 export type ClusterOrSkip = { cluster: Cluster } | { skip: string };
@@ -53,6 +57,12 @@ export function startCluster(name: string, env: Record<string, string> = {}): Cl
       kc,
       core: kc.makeApiClient(CoreV1Api),
       admission: kc.makeApiClient(AdmissionregistrationV1Api),
+      ...(started
+        ? {
+            stateDir,
+            controlplane: (command: string) => void execFileSync('scripts/controlplane.sh', [command], { env: scriptEnv, stdio: ['ignore', 'ignore', 'inherit'] }),
+          }
+        : {}),
       down() {
         // PIW_E2E_KEEP=1 leaves the control plane up to look at it after a failure.
         if (started && !process.env['PIW_E2E_KEEP']) execFileSync('scripts/controlplane.sh', ['down'], { env: scriptEnv, stdio: 'ignore' });
