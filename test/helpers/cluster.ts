@@ -138,8 +138,9 @@ export interface WebhookProcess {
 export const WEBHOOK_HOST = process.env['E2E_WEBHOOK_HOST'] ?? '127.0.0.1';
 const BIND_ADDRESS = WEBHOOK_HOST === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0';
 
-export async function startWebhook(args: string[], ca: string): Promise<WebhookProcess> {
-  const port = await freePort();
+/** `options.port`: listen there (a port chosen beforehand, e.g. named in the API server's admission kubeconfig). */
+export async function startWebhook(args: string[], ca: string, options: { port?: number } = {}): Promise<WebhookProcess> {
+  const port = options.port ?? (await freePort());
   const metricsPort = await freePort();
   const [cmd, ...rest] = SERVE_COMMAND;
   const child = spawn(cmd, [...rest, ...args, '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', BIND_ADDRESS], {

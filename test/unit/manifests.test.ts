@@ -43,11 +43,12 @@ interface NetworkPolicy {
   };
 }
 
-type Variant = 'base' | 'config-map-mode' | 'cert-manager';
+type Variant = 'base' | 'config-map-mode' | 'cert-manager' | 'client-ca';
 const VARIANT_DIRS: Record<Variant, string> = {
   base: MANIFESTS,
   'config-map-mode': path.join(MANIFESTS, 'overlays', 'config-map-mode'),
   'cert-manager': path.join(MANIFESTS, 'overlays', 'cert-manager'),
+  'client-ca': path.join(MANIFESTS, 'overlays', 'client-ca'),
 };
 
 interface KObject {
@@ -375,6 +376,14 @@ function checkInstall(t: Test, objects: KObject[], variant: Variant, mode: 'file
     t.ok(flags.has('--service-account-lookup-grace-period'));
     if (variant === 'config-map-mode') t.equal(flags.get('--watch-config-map'), true, '--watch-config-map in config-map mode');
     else t.notOk(flags.has('--watch-config-map'), `no --watch-config-map in ${variant}`);
+    if (variant === 'client-ca') {
+      t.equal(flags.get('--client-ca'), '/etc/webhook/client-ca/ca.crt', '--client-ca in the client-ca variant');
+      const mount = container?.volumeMounts?.find((m) => m.mountPath === '/etc/webhook/client-ca');
+      t.equal(mount?.readOnly, true, 'the client CA is mounted read-only');
+      t.equal(podSpec?.volumes?.find((v) => v.name === mount?.name)?.configMap?.name, 'pod-identity-webhook-client-ca', 'from the ConfigMap pod-identity-webhook-client-ca');
+    } else {
+      t.notOk(flags.has('--client-ca'), `no --client-ca in ${variant}`);
+    }
   });
 
   t.test('Deployment: serving certificate volume', async (t) => {
