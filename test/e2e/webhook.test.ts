@@ -230,8 +230,16 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
     await serviceAccount(cmNamespace, 'mapped');
     const pod = await createPod(cmNamespace, 'mapped');
     t.equal(envOf(pod)['AWS_ROLE_ARN'], CM_ROLE, 'the role from the ConfigMap');
-    const logs = webhook.logs();
-    t.notMatch(logs, /configmaps[^\n]*(403|forbidden)/i, 'no 403 on the ConfigMap list/watch');
+    // A change arrives through the watch (a forbidden watch would be retried, never showing it).
+    const cm = await core.readNamespacedConfigMap({ name: 'pod-identity-webhook', namespace: WEBHOOK_NS });
+    cm.data = { config: JSON.stringify({ [`${cmNamespace}/mapped`]: { RoleARN: NEW_ROLE } }) };
+    await core.replaceNamespacedConfigMap({ name: 'pod-identity-webhook', namespace: WEBHOOK_NS, body: cm });
+    const changed = await until('the ConfigMap change to reach the webhook', async () => {
+      const p = await createPod(cmNamespace, 'mapped');
+      return envOf(p)['AWS_ROLE_ARN'] === NEW_ROLE ? p : undefined;
+    }, 30_000, 250);
+    t.ok(changed, 'the changed role from the ConfigMap');
+    t.notMatch(webhook.logs(), /configmaps[^\n]*(403|forbidden)/i, 'no 403 on the ConfigMap list/watch');
   });
 
   await t.test('a ServiceAccount without annotations: the pod is stored unchanged', async (t) => {
