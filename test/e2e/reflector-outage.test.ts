@@ -9,7 +9,7 @@
 // /debug/alpha/cache shows it. The time from "API server ready again" to
 // "change seen" is reported as a comment; speed goals are not asserted here.
 import t, { type Test } from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { type Server, type Socket, connect, createServer } from 'node:net';
 import { spawnSync } from 'node:child_process';
@@ -86,6 +86,7 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
   const controlplane = cluster.controlplane!;
   t.teardown(() => cluster.down());
   const dir = tempDir('piw-outage-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const apiPort = Number(readFileSync(join(cluster.stateDir!, 'apiserver.port'), 'utf8').trim());
   const apiserverPid = (): number => Number(readFileSync(join(cluster.stateDir!, 'kube-apiserver.pid'), 'utf8').trim());
 
