@@ -18,6 +18,9 @@
 #                                   daemons die with this script even when it is
 #                                   SIGKILLed (setpriv --pdeathsig), and directories
 #                                   of dead runs are removed by the next `run`.
+#   scripts/controlplane.sh stop-apiserver     SIGKILL kube-apiserver alone (etcd and the state stay)
+#   scripts/controlplane.sh start-apiserver    start it again on the same port, wait for /readyz
+#   scripts/controlplane.sh restart-apiserver  both (the same PIW_* settings as `up` apply)
 #
 # Binaries are built from test/controlplane/{etcd,kube-apiserver} (Go modules)
 # into $CACHE/bin, with GOCACHE/GOMODCACHE under $CACHE, where
@@ -364,7 +367,7 @@ sa_settings() {
 start_apiserver() { # -> 0 ready, 2 port clash (retry), 1 other failure
   local port deadline k extra=()
   local d=$STATE/pki
-  port=$(free_port)
+  port=${APISERVER_PORT:-$(free_port)} # start-apiserver keeps the port clients know
   echo "$port" >"$STATE/apiserver.port"
   for k in "${SA_KEYS[@]}"; do extra+=("--service-account-key-file=$k"); done
   # shellcheck disable=SC2206 # word splitting intended
@@ -564,6 +567,23 @@ cmd_env() {
   cat "$STATE/env"
 }
 
+# Outage tests: kube-apiserver goes away and comes back; etcd keeps the data.
+cmd_stop_apiserver() {
+  [[ -f $STATE/apiserver.port ]] || die "control plane is not running (run: $0 up)"
+  stop_proc "$STATE/kube-apiserver.pid" kube-apiserver
+  log "kube-apiserver stopped"
+}
+
+cmd_start_apiserver() {
+  local rc=0
+  [[ -f $STATE/apiserver.port ]] && pid_alive "$STATE/etcd.pid" etcd || die "control plane is not running (run: $0 up)"
+  if pid_alive "$STATE/kube-apiserver.pid" kube-apiserver; then log "kube-apiserver already running"; return; fi
+  sa_settings
+  APISERVER_PORT=$(<"$STATE/apiserver.port") start_apiserver || rc=$?
+  ((rc == 0)) || { tail_logs; die "kube-apiserver failed to start again (log: $STATE/kube-apiserver.log)"; }
+  log "kube-apiserver ready again on port $(<"$STATE/apiserver.port")"
+}
+
 case ${1:-} in
   up) cmd_up ;;
   down) lock_state; cmd_down ;;
@@ -572,5 +592,8 @@ case ${1:-} in
   build) build ;;
   prepare) prepare ;;
   run) cmd_run "${2:-}" ;;
-  *) echo "usage: $0 up|down|env|status|build|prepare|run NAME" >&2; exit 2 ;;
+  stop-apiserver) lock_state; cmd_stop_apiserver ;;
+  start-apiserver) lock_state; cmd_start_apiserver ;;
+  restart-apiserver) lock_state; cmd_stop_apiserver; cmd_start_apiserver ;;
+  *) echo "usage: $0 up|down|env|status|build|prepare|run NAME|stop-apiserver|start-apiserver|restart-apiserver" >&2; exit 2 ;;
 esac

@@ -2,8 +2,9 @@
 // of @kubernetes/client-node stops for good on the first error and has no
 // guard against a watch that goes quiet, so this one is self-healing instead:
 // paged list, watch from the list's resourceVersion (bookmarks keep it
-// fresh), re-watch on close, relist on 410 Gone, capped exponential backoff
-// with jitter after errors, and a watchdog for silent watches.
+// fresh), re-watch on close, relist at once on 410 Gone, capped exponential
+// backoff with jitter after errors (reset by every successful list or watch),
+// and a watchdog for silent watches.
 import type { IncomingMessage } from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
@@ -43,6 +44,13 @@ export interface ReflectorEvents {
 export interface BackoffOptions {
   initialMs: number;
   maxMs: number;
+  /**
+   * Cap while the API server cannot be reached at all (connection refused,
+   * reset or silent). Such attempts cost the API server nothing, and a short
+   * cap finds it again soon after it is back; maxMs applies to answers.
+   * Defaults to min(maxMs, 1000).
+   */
+  unreachableMaxMs?: number | undefined;
 }
 
 /** The knobs every reflector user passes through; defaults come from SERVER_DEFAULTS. */
@@ -73,7 +81,8 @@ export interface Reflector {
   waitForSync(): Promise<void>;
 }
 
-export const DEFAULT_BACKOFF: Readonly<BackoffOptions> = Object.freeze({ initialMs: 500, maxMs: 30_000 });
+const DEFAULT_UNREACHABLE_MAX_MS = 1000;
+export const DEFAULT_BACKOFF: Readonly<BackoffOptions> = Object.freeze({ initialMs: 500, maxMs: 30_000, unreachableMaxMs: DEFAULT_UNREACHABLE_MAX_MS });
 
 /** A watch that ends cleanly this fast without delivering anything is treated as a failure (as client-go does). */
 const SHORT_WATCH_MS = 1000;
@@ -103,6 +112,20 @@ type WatchEnd =
   | { kind: 'error'; error: Error }
   | { kind: 'stopped' };
 
+/**
+ * `answered`: the API server answered with an error (an HTTP status, a watch
+ * ERROR event, a body we cannot read). `unreachable`: no answer at all (a
+ * refused, reset or silent connection).
+ */
+type FailureKind = 'unreachable' | 'answered';
+
+/** Errors the API server sent (or garbled); anything else means it did not answer. */
+class AnswerError extends Error {}
+
+function failureKind(err: unknown): FailureKind {
+  return err instanceof KubeApiError || err instanceof AnswerError || err instanceof SyntaxError ? 'answered' : 'unreachable';
+}
+
 /** 410 Gone: the resourceVersion or continue token is older than the API server's history. */
 function isExpired(err: unknown): boolean {
   return err instanceof KubeApiError && err.statusCode === 410;
@@ -127,6 +150,10 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
   const watchTimeoutSeconds = options.watchTimeoutSeconds ?? SERVER_DEFAULTS.watchTimeoutSeconds;
   const silenceMs = options.silenceMs ?? SERVER_DEFAULTS.watchSilenceMs;
   const backoff = options.backoff ?? DEFAULT_BACKOFF;
+  const unreachableBackoff: BackoffOptions = {
+    initialMs: backoff.initialMs,
+    maxMs: Math.min(backoff.maxMs, backoff.unreachableMaxMs ?? DEFAULT_UNREACHABLE_MAX_MS),
+  };
   const log = options.logger.child({ reflector: path, ...(options.fieldSelector ? { fieldSelector: options.fieldSelector } : {}) });
   const selectors = { fieldSelector: options.fieldSelector, labelSelector: options.labelSelector };
 
@@ -213,7 +240,7 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
           event = JSON.parse(line) as WatchEvent;
         } catch {
           // Skipping a line could skip an event; start over from the last version instead.
-          finish({ kind: 'error', error: new Error(`unparseable watch line: ${line.slice(0, 100)}`) });
+          finish({ kind: 'error', error: new AnswerError(`unparseable watch line: ${line.slice(0, 100)}`) });
           return;
         }
         watchdog.refresh();
@@ -240,7 +267,7 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
             return;
           }
           default:
-            finish({ kind: 'error', error: new Error(`unknown watch event type ${String(event.type)}`) });
+            finish({ kind: 'error', error: new AnswerError(`unknown watch event type ${String(event.type)}`) });
             return;
         }
         const rv = obj?.metadata?.resourceVersion;
@@ -302,20 +329,35 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
   async function run(): Promise<void> {
     const signal = stopController.signal;
     let resourceVersion: string | undefined;
-    let failures = 0;
-    const fail = async (reason: RestartReason, detail: Record<string, unknown>, message: string): Promise<void> => {
-      failures++;
-      const delayMs = backoffDelay(failures, backoff);
-      (reason === 'expired' ? log.info : log.warn).call(log, { ...detail, reason, failures, delayMs }, message);
+    // Counted apart: after a long outage the first answers (429 while the
+    // API server warms up, 410 for our old version) start from the first delay.
+    const failures: Record<FailureKind, number> = { unreachable: 0, answered: 0 };
+    /** Set by a 410 that relisted at once; a second 410 before the watch moves on backs off (no list storm). */
+    let relistedOnExpiry = false;
+    const succeeded = (): void => {
+      failures.unreachable = 0;
+      failures.answered = 0;
+    };
+    const fail = async (reason: RestartReason, kind: FailureKind, detail: Record<string, unknown>, message: string): Promise<void> => {
+      const count = ++failures[kind];
+      const delayMs = backoffDelay(count, kind === 'unreachable' ? unreachableBackoff : backoff);
+      (reason === 'expired' ? log.info : log.warn).call(log, { ...detail, reason, failures: count, delayMs }, message);
       emit('restart', reason);
       await sleep(delayMs, signal);
+    };
+    const expired = async (detail: Record<string, unknown>, message: string): Promise<void> => {
+      if (relistedOnExpiry) return fail('expired', 'answered', detail, message);
+      // The version is gone and waiting will not bring it back: relist now.
+      relistedOnExpiry = true;
+      log.info({ ...detail, reason: 'expired' }, message);
+      emit('restart', 'expired');
     };
 
     while (!signal.aborted) {
       if (resourceVersion === undefined) {
         try {
           resourceVersion = await list();
-          failures = 0;
+          succeeded();
           if (!synced) {
             synced = true;
             emit('synced');
@@ -325,8 +367,8 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
         } catch (err) {
           if (signal.aborted) break;
           // An expired continue token means starting the list over; anything else is retried the same way.
-          const expired = isExpired(err);
-          await fail(expired ? 'expired' : err instanceof IdleTimeoutError ? 'silence' : 'error', { err }, expired ? 'list expired; relisting' : 'list failed');
+          if (isExpired(err)) await expired({ err }, 'list expired; relisting');
+          else await fail(err instanceof IdleTimeoutError ? 'silence' : 'error', failureKind(err), { err }, 'list failed');
           continue;
         }
       }
@@ -334,27 +376,30 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
       const end = await watch(resourceVersion, (rv) => {
         resourceVersion = rv;
         // Something arrived: the connection works, so the next problem starts from the first delay.
-        failures = 0;
+        succeeded();
+        relistedOnExpiry = false;
       });
       switch (end.kind) {
         case 'stopped':
           break;
         case 'closed':
           if (end.events === 0 && end.durationMs < SHORT_WATCH_MS) {
-            await fail('closed-early', { durationMs: end.durationMs }, 'watch closed at once; retrying');
+            await fail('closed-early', 'answered', { durationMs: end.durationMs }, 'watch closed at once; retrying');
           } else {
+            succeeded();
+            relistedOnExpiry = false;
             log.debug({ events: end.events, durationMs: end.durationMs }, 'watch ended; re-watching');
           }
           break;
         case 'expired':
           resourceVersion = undefined;
-          await fail('expired', { message: end.message }, 'watch resourceVersion expired; relisting');
+          await expired({ message: end.message }, 'watch resourceVersion expired; relisting');
           break;
         case 'silence':
-          await fail('silence', { silenceMs }, 'watch silent; restarting it');
+          await fail('silence', 'unreachable', { silenceMs }, 'watch silent; restarting it');
           break;
         case 'error':
-          await fail('error', { err: end.error }, 'watch failed; retrying');
+          await fail('error', failureKind(end.error), { err: end.error }, 'watch failed; retrying');
           break;
       }
     }

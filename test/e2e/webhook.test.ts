@@ -24,6 +24,7 @@ import {
 
 const ROLE = 'arn:aws:iam::111122223333:role/e2e-reader';
 const NEW_ROLE = 'arn:aws:iam::111122223333:role/e2e-writer';
+const CM_ROLE = 'arn:aws:iam::111122223333:role/e2e-config-map';
 const WEBHOOK_NS = 'pod-identity-webhook';
 const CONFIG = 'a-pod-identity-webhook-e2e';
 const TEST_LABEL = 'piw-e2e';
@@ -70,9 +71,15 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
     t.equal(real.status, 0, real.stderr);
     t.match(real.stdout, /mutatingwebhookconfiguration.admissionregistration.k8s.io\/pod-identity-webhook (created|configured|unchanged)/);
     t.match(real.stdout, /deployment.apps\/pod-identity-webhook (created|configured|unchanged)/);
-    const component = kubectl(cluster.kubeconfig, ['apply', '-k', 'manifests/overlays/config-map-mode', '--dry-run=server']);
+    t.match(real.stdout, /networkpolicy.networking.k8s.io\/pod-identity-webhook (created|configured|unchanged)/);
+    t.match(real.stdout, /service\/pod-identity-webhook-metrics (created|configured|unchanged)/);
+    // Config-map mode for real: its Role is what the webhook below runs with.
+    const component = kubectl(cluster.kubeconfig, ['apply', '-k', 'manifests/overlays/config-map-mode']);
     t.equal(component.status, 0, component.stderr);
-    t.match(component.stdout, /role.rbac.authorization.k8s.io\/pod-identity-webhook/);
+    t.match(component.stdout, /role.rbac.authorization.k8s.io\/pod-identity-webhook (created|configured|unchanged)/);
+    const mtls = kubectl(cluster.kubeconfig, ['apply', '-k', 'manifests/overlays/client-ca', '--dry-run=server']);
+    t.equal(mtls.status, 0, mtls.stderr);
+    t.match(mtls.stdout, /deployment.apps\/pod-identity-webhook (created|configured|unchanged) \(server dry run\)/);
     // The manifests' own webhook points at an in-cluster Service nothing serves here.
     await admission.deleteMutatingWebhookConfiguration({ name: 'pod-identity-webhook' });
   });
@@ -91,11 +98,27 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
     t.match(list.stdout, /serviceaccount\/pod-identity-webhook/);
     const watch = kubectl(webhookKubeconfig, ['auth', 'can-i', 'watch', 'serviceaccounts', '--all-namespaces']);
     t.equal(watch.stdout.trim(), 'yes');
-    for (const forbidden of [['get', 'secrets', '-n', 'kube-system'], ['get', 'secrets', '-n', WEBHOOK_NS], ['get', 'configmaps', '-n', WEBHOOK_NS], ['get', 'pods', '-A']]) {
+    // Config-map mode's Role names one ConfigMap: other ConfigMaps, and lists without the name selector, are refused.
+    const other = kubectl(cluster.kubeconfig, ['-n', WEBHOOK_NS, 'create', 'configmap', 'not-for-the-webhook', '--from-literal=secret=value']);
+    t.equal(other.status, 0, other.stderr);
+    for (const forbidden of [
+      ['get', 'secrets', '-n', 'kube-system'],
+      ['get', 'secrets', '-n', WEBHOOK_NS],
+      ['get', 'configmaps', '-n', WEBHOOK_NS],
+      ['get', 'configmap', 'not-for-the-webhook', '-n', WEBHOOK_NS],
+      ['get', 'configmaps', '-n', WEBHOOK_NS, '--field-selector', 'metadata.name=not-for-the-webhook'],
+      ['get', 'configmaps', '-n', 'default', '--field-selector', `metadata.name=${WEBHOOK_NS}`],
+      ['get', 'pods', '-A'],
+    ]) {
       const r = kubectl(webhookKubeconfig, forbidden);
       t.not(r.status, 0, `forbidden: ${forbidden.join(' ')}`);
       t.match(r.stderr, /Forbidden/, forbidden.join(' '));
     }
+    // What the webhook's ConfigMap reflector does: list and watch with the name as field selector.
+    const named = kubectl(webhookKubeconfig, ['get', 'configmaps', '-n', WEBHOOK_NS, '--field-selector', 'metadata.name=pod-identity-webhook', '-o', 'name']);
+    t.equal(named.status, 0, `list by name is allowed: ${named.stderr}`);
+    const canWatch = kubectl(webhookKubeconfig, ['auth', 'can-i', 'watch', 'configmaps/pod-identity-webhook', '-n', WEBHOOK_NS]);
+    t.equal(canWatch.stdout.trim(), 'yes', 'watch on the named ConfigMap');
   });
 
   // Certificates from our own `certs`, with an IP SAN: the API server calls 127.0.0.1.
@@ -108,7 +131,16 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
   const ccNamespace = await namespace();
   writeFileSync(identitiesFile, JSON.stringify({ identities: [{ namespace: ccNamespace, serviceAccount: 'pod-identity' }] }));
 
+  // ConfigMap mode, through the Role limited to this one ConfigMap (the webhook is not ready until it has listed it).
+  const cmNamespace = await namespace();
+  await core.createNamespacedConfigMap({
+    namespace: WEBHOOK_NS,
+    body: { metadata: { name: 'pod-identity-webhook' }, data: { config: JSON.stringify({ [`${cmNamespace}/mapped`]: { RoleARN: CM_ROLE } }) } },
+  });
+  t.teardown(() => core.deleteNamespacedConfigMap({ name: 'pod-identity-webhook', namespace: WEBHOOK_NS }).catch(() => undefined));
+
   const serveArgs = [
+    '--watch-config-map',
     '--kubeconfig', webhookKubeconfig,
     '--tls-cert', join(certDir, 'tls.crt'),
     '--tls-key', join(certDir, 'tls.key'),
@@ -189,6 +221,22 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
       return envOf(p)['AWS_CONTAINER_CREDENTIALS_FULL_URI'] ? p : undefined;
     }, { everyMs: 250 });
     t.ok(late, 'a newly listed ServiceAccount gets container credentials');
+  });
+
+  await t.test('ConfigMap mode works with the Role limited to the one ConfigMap', async (t) => {
+    await serviceAccount(cmNamespace, 'mapped');
+    const pod = await createPod(cmNamespace, 'mapped');
+    t.equal(envOf(pod)['AWS_ROLE_ARN'], CM_ROLE, 'the role from the ConfigMap');
+    // A change arrives through the watch (a forbidden watch would be retried, never showing it).
+    const cm = await core.readNamespacedConfigMap({ name: 'pod-identity-webhook', namespace: WEBHOOK_NS });
+    cm.data = { config: JSON.stringify({ [`${cmNamespace}/mapped`]: { RoleARN: NEW_ROLE } }) };
+    await core.replaceNamespacedConfigMap({ name: 'pod-identity-webhook', namespace: WEBHOOK_NS, body: cm });
+    const changed = await until('the ConfigMap change to reach the webhook', async () => {
+      const p = await createPod(cmNamespace, 'mapped');
+      return envOf(p)['AWS_ROLE_ARN'] === NEW_ROLE ? p : undefined;
+    }, { everyMs: 250 });
+    t.ok(changed, 'the changed role from the ConfigMap');
+    t.notMatch(webhook.logs(), /configmaps[^\n]*(403|forbidden)/i, 'no 403 on the ConfigMap list/watch');
   });
 
   await t.test('a ServiceAccount without annotations: the pod is stored unchanged', async (t) => {

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { spawnTied } from './child.js';
 import { exitedReason, waitUntil } from './wait.js';
@@ -23,6 +23,10 @@ export interface Cluster {
   admission: AdmissionregistrationV1Api;
   /** Stops the control plane if this call started it; resolves when it is gone. */
   down(): Promise<void>;
+  /** The state directory of scripts/controlplane.sh; undefined for an E2E_KUBECONFIG cluster. */
+  stateDir?: string | undefined;
+  /** Runs a scripts/controlplane.sh command on this control plane (with the same PIW_* settings); undefined for an E2E_KUBECONFIG cluster. */
+  controlplane?: ((command: 'stop-apiserver' | 'start-apiserver' | 'restart-apiserver') => void) | undefined;
 }
 
 export type ClusterOrSkip = { cluster: Cluster } | { skip: string };
@@ -115,16 +119,18 @@ export async function startCluster(name: string, env: Record<string, string> = {
   if (skip) return { skip };
   let kubeconfig = process.env['E2E_KUBECONFIG'];
   let stop: () => Promise<void> = async () => undefined;
+  let stateDir: string | undefined;
   if (!kubeconfig) {
     if (process.env['PIW_E2E_KEEP']) {
       // PIW_E2E_KEEP=1: a detached control plane that stays up after the test, to look at after a failure.
-      const stateDir = join(CONTROLPLANE_CACHE, `keep-${name}`);
+      stateDir = join(CONTROLPLANE_CACHE, `keep-${name}`);
       const out = execFileSync('scripts/controlplane.sh', ['up'], { encoding: 'utf8', env: { ...process.env, PIW_CONTROLPLANE_DIR: stateDir, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
       kubeconfig = (out.trim().split('\n').pop() ?? '').replace(/^KUBECONFIG=/, '');
       console.error(`PIW_E2E_KEEP: the control plane stays up; stop it with PIW_CONTROLPLANE_DIR=${stateDir} scripts/controlplane.sh down`);
     } else {
       const cp = await startControlPlane(name, env);
       kubeconfig = cp.kubeconfig;
+      stateDir = dirname(kubeconfig);
       stop = () => cp.stop();
     }
   }
@@ -136,6 +142,14 @@ export async function startCluster(name: string, env: Record<string, string> = {
       kc,
       core: kc.makeApiClient(CoreV1Api),
       admission: kc.makeApiClient(AdmissionregistrationV1Api),
+      ...(stateDir
+        ? {
+            stateDir,
+            // The same PIW_* settings as the running control plane, so the API server comes back the same.
+            controlplane: (command: string) =>
+              void execFileSync('scripts/controlplane.sh', [command], { env: { ...process.env, ...env, PIW_CONTROLPLANE_DIR: stateDir }, stdio: ['ignore', 'ignore', 'inherit'] }),
+          }
+        : {}),
       down: () => stop(),
     },
   };
@@ -196,8 +210,9 @@ export interface WebhookProcess {
 export const WEBHOOK_HOST = process.env['E2E_WEBHOOK_HOST'] ?? '127.0.0.1';
 const BIND_ADDRESS = WEBHOOK_HOST === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0';
 
-export async function startWebhook(args: string[], ca: string): Promise<WebhookProcess> {
-  const port = await freePort();
+/** `options.port`: listen there (a port chosen beforehand, e.g. named in the API server's admission kubeconfig). */
+export async function startWebhook(args: string[], ca: string, options: { port?: number } = {}): Promise<WebhookProcess> {
+  const port = options.port ?? (await freePort());
   const metricsPort = await freePort();
   const [cmd, ...rest] = SERVE_COMMAND;
   const child = spawnTied(cmd, [...rest, ...args, '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', BIND_ADDRESS], {

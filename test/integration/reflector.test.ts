@@ -212,6 +212,126 @@ t.test('410 Gone as the HTTP status of a watch also relists', async (t) => {
   await until(() => h.objects.has('after/relist'), 'the watch after the relist');
 });
 
+/** A logger whose JSON lines are kept, to read what the reflector decided (reason, failures, delay). */
+function capturedLogger() {
+  const entries: Record<string, unknown>[] = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => void entries.push(JSON.parse(line) as Record<string, unknown>) });
+  return { log, entries, named: (msg: string) => entries.filter((e) => e['msg'] === msg) };
+}
+
+t.test('a 410 relists at once: no backoff, however long the backoff is', async (t) => {
+  // Any backoff would outlast the waits below (20 s), so only an immediate relist passes.
+  const slow = { initialMs: 60_000, maxMs: 60_000, unreachableMaxMs: 60_000 };
+  const h = await setup(t, { objects: 5, reflector: { backoff: slow, watchTimeoutSeconds: 2 } });
+  h.reflector.start();
+  await synced(h.reflector);
+  await until(() => h.fake.activeWatches() === 1, 'the watch');
+  // The watch ends normally at its timeout; the next one is answered with 410 Gone.
+  h.fake.expireNextWatch('event');
+  await until(() => h.listed.length === 2, 'the relist after the 410');
+  t.same(h.restarts, ['expired']);
+  h.fake.serviceAccount('after', 'relist');
+  await until(() => h.objects.has('after/relist'), 'the watch after the relist');
+
+  h.fake.expireNextWatch('http');
+  await until(() => h.listed.length === 3, 'the relist after a 410 HTTP status');
+  t.same(h.restarts, ['expired', 'expired']);
+});
+
+t.test('a 410 after a long outage relists at once; the failure count does not carry over', async (t) => {
+  const logs = capturedLogger();
+  const h = await setup(t, { objects: 20, reflector: { logger: logs.log, backoff: { initialMs: 20, maxMs: 60_000 } } });
+  h.reflector.start();
+  await synced(h.reflector);
+  await until(() => h.fake.activeWatches() === 1, 'the watch');
+
+  await h.fake.down('503');
+  await until(() => h.restarts.length >= 7, 'failed attempts during the outage');
+  const answered = logs.named('watch failed; retrying').filter((e) => String(e['err'] && (e['err'] as { message?: string }).message).includes('HTTP 503'));
+  t.ok(answered.length >= 5 && Number(answered.at(-1)?.['failures']) >= 5, 'the backoff grew during the outage');
+  h.fake.serviceAccount('outage', 'added');
+  h.fake.compact();
+  await h.fake.up();
+
+  await until(() => h.objects.has('outage/added') && h.listed.length === 2, 'the relist after the outage');
+  const relist = logs.named('watch resourceVersion expired; relisting');
+  t.equal(relist.length, 1);
+  t.equal(relist[0]?.['delayMs'], undefined, 'no delay before the relist');
+  t.equal(relist[0]?.['failures'], undefined, 'not counted as a failure');
+
+  // The successful list reset the count: the next outage starts from the first delay.
+  const before = logs.entries.length;
+  await h.fake.down('503');
+  await until(() => logs.entries.slice(before).some((e) => String((e['err'] as { message?: string } | undefined)?.message).includes('HTTP 503')), 'a failure in the second outage');
+  const first = logs.entries.slice(before).find((e) => String((e['err'] as { message?: string } | undefined)?.message).includes('HTTP 503'));
+  t.equal(first?.['failures'], 1, 'counted from one again');
+  await h.fake.up();
+});
+
+t.test('a second 410 before the watch moves on backs off (no list storm)', async (t) => {
+  const logs = capturedLogger();
+  const ref: { fake?: FakeApiServer } = {};
+  let lists = 0;
+  const h = await setup(t, {
+    objects: 3,
+    reflector: {
+      logger: logs.log,
+      // The first relist's own watch is answered with 410 again.
+      events: { listed: () => void (++lists === 2 && ref.fake?.expireNextWatch('http')) },
+    },
+  });
+  ref.fake = h.fake;
+  h.reflector.start();
+  await synced(h.reflector);
+  await until(() => h.fake.activeWatches() === 1, 'the watch');
+  h.fake.expireNextWatch('event');
+  h.fake.cutWatches();
+  await until(() => logs.named('watch resourceVersion expired; relisting').length >= 2, 'two 410s');
+  const [firstGone, secondGone] = logs.named('watch resourceVersion expired; relisting');
+  t.ok(firstGone && secondGone);
+  t.equal(secondGone?.['failures'], 1, 'the second one counts as a failure');
+  t.ok(Number(secondGone?.['delayMs']) > 0, 'and waits before relisting');
+  h.fake.serviceAccount('finally', 'watching');
+  await until(() => h.objects.has('finally/watching'), 'the watch after the backoff');
+});
+
+t.test('a successful watch resets the backoff', async (t) => {
+  const logs = capturedLogger();
+  const h = await setup(t, { objects: 3, reflector: { logger: logs.log, backoff: { initialMs: 20, maxMs: 60_000 } } });
+  const is503 = (e: Record<string, unknown>): boolean => String((e['err'] as { message?: string } | undefined)?.message).includes('HTTP 503');
+  h.reflector.start();
+  await synced(h.reflector);
+  await until(() => h.fake.activeWatches() === 1, 'the watch');
+  await h.fake.down('503');
+  await until(() => logs.entries.filter(is503).length >= 5, 'failed attempts');
+  await h.fake.up();
+  h.fake.serviceAccount('back', 'again');
+  await until(() => h.objects.has('back/again'), 'an event on the renewed watch');
+  t.equal(h.fake.stats.lists, 1, 're-watched, not relisted');
+
+  const before = logs.entries.length;
+  await h.fake.down('503');
+  await until(() => logs.entries.slice(before).some(is503), 'a failure in the second outage');
+  t.equal(logs.entries.slice(before).find(is503)?.['failures'], 1, 'counted from one again');
+  await h.fake.up();
+});
+
+t.test('while the API server cannot be reached, retries stay within the short cap', async (t) => {
+  const logs = capturedLogger();
+  const h = await setup(t, { objects: 3, reflector: { logger: logs.log, backoff: { initialMs: 20, maxMs: 60_000, unreachableMaxMs: 200 } } });
+  h.reflector.start();
+  await synced(h.reflector);
+  await until(() => h.fake.activeWatches() === 1, 'the watch');
+  await h.fake.down('refuse');
+  await until(() => h.restarts.length >= 12, 'refused attempts');
+  const delays = logs.named('watch failed; retrying').map((e) => Number(e['delayMs']));
+  t.ok(delays.length >= 12);
+  t.ok(delays.every((d) => d <= 200), `delays ${delays.join(',')} capped at 200 ms (60 s for answers)`);
+  h.fake.serviceAccount('refused', 'meanwhile');
+  await h.fake.up();
+  await until(() => h.objects.has('refused/meanwhile'), 'the change made during the outage');
+});
+
 t.test('bookmarks move the resourceVersion forward', async (t) => {
   const h = await setup(t, { objects: 3, bookmarkIntervalMs: 100 });
   h.reflector.start();

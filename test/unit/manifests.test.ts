@@ -33,11 +33,22 @@ const COMMON_LABELS = { 'app.kubernetes.io/name': NAME };
 const CERT_SECRET = 'pod-identity-webhook-cert';
 const UID = 65532;
 
-type Variant = 'base' | 'config-map-mode' | 'cert-manager';
+/** The YAML shape (client-node's type renames `from` to `_from`). */
+interface NetworkPolicy {
+  apiVersion: string;
+  spec?: {
+    podSelector?: V1LabelSelector;
+    policyTypes?: string[];
+    ingress?: { from?: { namespaceSelector?: V1LabelSelector; podSelector?: V1LabelSelector; ipBlock?: unknown }[]; ports?: { port?: number | string; protocol?: string }[] }[];
+  };
+}
+
+type Variant = 'base' | 'config-map-mode' | 'cert-manager' | 'client-ca';
 const VARIANT_DIRS: Record<Variant, string> = {
   base: MANIFESTS,
   'config-map-mode': path.join(MANIFESTS, 'overlays', 'config-map-mode'),
   'cert-manager': path.join(MANIFESTS, 'overlays', 'cert-manager'),
+  'client-ca': path.join(MANIFESTS, 'overlays', 'client-ca'),
 };
 
 interface KObject {
@@ -257,7 +268,11 @@ function checkInstall(t: Test, objects: KObject[], variant: Variant, mode: 'file
       t.equal(roles.length, 1, 'one Role');
       const role = only<V1Role>(objects, 'Role');
       t.equal(role.metadata?.namespace, NS, 'Role lives in the webhook namespace');
-      t.same(role.rules, [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch'] }], 'get/list/watch configmaps, no resourceNames');
+      t.same(
+        role.rules,
+        [{ apiGroups: [''], resources: ['configmaps'], resourceNames: [NAME], verbs: ['get', 'list', 'watch'] }],
+        'get/list/watch on the one ConfigMap pod-identity-webhook only',
+      );
       const rb = only<V1RoleBinding>(objects, 'RoleBinding');
       t.same(rb.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: NAME });
       t.same(rb.subjects, [{ kind: 'ServiceAccount', name: NAME, namespace: NS }]);
@@ -363,6 +378,14 @@ function checkInstall(t: Test, objects: KObject[], variant: Variant, mode: 'file
     t.ok(flags.has('--service-account-lookup-grace-period'));
     if (variant === 'config-map-mode') t.equal(flags.get('--watch-config-map'), true, '--watch-config-map in config-map mode');
     else t.notOk(flags.has('--watch-config-map'), `no --watch-config-map in ${variant}`);
+    if (variant === 'client-ca') {
+      t.equal(flags.get('--client-ca'), '/etc/webhook/client-ca/ca.crt', '--client-ca in the client-ca variant');
+      const mount = container?.volumeMounts?.find((m) => m.mountPath === '/etc/webhook/client-ca');
+      t.equal(mount?.readOnly, true, 'the client CA is mounted read-only');
+      t.equal(podSpec?.volumes?.find((v) => v.name === mount?.name)?.configMap?.name, 'pod-identity-webhook-client-ca', 'from the ConfigMap pod-identity-webhook-client-ca');
+    } else {
+      t.notOk(flags.has('--client-ca'), `no --client-ca in ${variant}`);
+    }
   });
 
   t.test('Deployment: serving certificate volume', async (t) => {
@@ -393,8 +416,39 @@ function checkInstall(t: Test, objects: KObject[], variant: Variant, mode: 'file
     const ports = new Map((service.spec?.ports ?? []).map((p) => [p.port, p]));
     t.equal(ports.get(443)?.name, 'https');
     t.equal(ports.get(443)?.targetPort, 8443);
-    t.equal(ports.get(9999)?.targetPort, 9999);
-    t.equal(service.spec?.ports?.length, 2);
+    t.same(service.spec?.ports?.map((p) => p.targetPort), [8443], 'only the webhook port: metrics are not reachable through the webhook Service');
+
+    const metrics = only<V1Service>(objects, 'Service', `${NAME}-metrics`);
+    t.ok(selectorMatches({ matchLabels: metrics.spec?.selector ?? {} }, podLabels), 'the metrics Service selects the webhook pods');
+    t.same(metrics.spec?.ports?.map((p) => [p.name, p.port, p.targetPort]), [['metrics', 9999, 9999]], 'the metrics Service has the metrics port only');
+    t.equal(kinds('Service').length, 2, 'two Services');
+  });
+
+  t.test('NetworkPolicy: webhook port open, metrics port for monitoring namespaces only, nothing else', async (t) => {
+    const policy = only<NetworkPolicy>(objects, 'NetworkPolicy');
+    t.equal(policy.apiVersion, 'networking.k8s.io/v1');
+    t.ok(selectorMatches(policy.spec?.podSelector, podLabels), 'applies to the webhook pods');
+    t.ok(Object.keys(policy.spec?.podSelector?.matchLabels ?? {}).length > 0, 'and not to every pod of the namespace');
+    t.same(policy.spec?.policyTypes, ['Ingress'], 'restricts ingress');
+    const rules = policy.spec?.ingress ?? [];
+    const portsOf = (rule: (typeof rules)[number]): (number | string | undefined)[] => (rule.ports ?? []).map((p) => p.port);
+    for (const rule of rules) {
+      t.ok(rule.ports && rule.ports.length > 0, 'every rule names its ports (no rule opens all of them)');
+      for (const p of rule.ports ?? []) t.ok([8443, 9999].includes(p.port as number), `port ${p.port} is a webhook port (by number)`);
+    }
+    const webhookRules = rules.filter((r) => portsOf(r).includes(8443));
+    t.ok(webhookRules.some((r) => !r.from || r.from.length === 0), 'the webhook port is open to any source (the API server has no selectable address)');
+    const metricsRules = rules.filter((r) => portsOf(r).includes(9999));
+    t.ok(metricsRules.length > 0, 'the metrics port is admitted somewhere');
+    for (const r of metricsRules) {
+      t.ok(r.from && r.from.length > 0, 'the metrics port is not open to everyone');
+      for (const peer of r.from ?? []) {
+        t.notOk(peer.ipBlock, 'no ipBlock peer');
+        const labels = peer.namespaceSelector?.matchLabels ?? {};
+        t.same(labels, { 'pod-identity-webhook/scrape-metrics': 'true' }, 'namespaces labelled for scraping');
+        t.notOk(selectorMatches(peer.namespaceSelector, { 'kubernetes.io/metadata.name': 'team-a' }), 'an ordinary namespace cannot scrape');
+      }
+    }
   });
 
   t.test('MutatingWebhookConfiguration', async (t) => {
