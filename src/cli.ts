@@ -23,7 +23,7 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .showSuggestionAfterError(true);
-  for (const cmd of [mutateCommand(io), serveCommand(), certsCommand(io), oidcCommand(io), doctorCommand(io)]) {
+  for (const cmd of [mutateCommand(io), serveCommand(pkg.version), certsCommand(io), oidcCommand(io), doctorCommand(io)]) {
     // Subcommands share the program's error handling: usage errors exit 2.
     program.addCommand(cmd.copyInheritedSettings(program));
   }

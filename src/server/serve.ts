@@ -176,7 +176,13 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     await Promise.allSettled([app.close(), metricsApp.close(), identities.stop()]);
     const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
     const where = e.port !== undefined ? ` ${e.address ?? o.host}:${e.port}` : '';
-    throw new StartupError(`cannot listen on${where}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`);
+    const reason =
+      e.code === 'EADDRINUSE'
+        ? 'address already in use'
+        : e.code === 'EACCES'
+          ? 'permission denied (a port below 1024 needs root, or the pod sysctl net.ipv4.ip_unprivileged_port_start=0; or listen on --port=8443)'
+          : e.message;
+    throw new StartupError(`cannot listen on${where}: ${reason}`);
   }
   const port = (app.server.address() as { port: number }).port;
   const metricsPort = (metricsApp.server.address() as { port: number }).port;
