@@ -98,7 +98,7 @@ function compatibilityOptions(): Option[] {
 }
 
 /** The compatibility flags this command line gave, as written (`--logtostderr`, `-v`). */
-function ineffectiveFlagsGiven(cmd: Command): string[] {
+export function ineffectiveFlagsGiven(cmd: Command): string[] {
   return cmd.options
     .filter((o) => o.helpGroupHeading === COMPAT_GROUP && cmd.getOptionValueSource(o.attributeName()) === 'cli')
     .map((o) => o.long ?? o.short ?? o.flags);
