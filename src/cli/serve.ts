@@ -3,6 +3,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import pino from 'pino';
 import { SERVER_DEFAULTS as S } from '../config.js';
+import {
+  ACCOUNT_ID,
+  compositionFromInstanceMetadata,
+  instanceMetadataEndpoint,
+  PARTITION,
+  type RoleArnComposition,
+} from '../identity/role-arn.js';
 import { StartupError, startWebhookServer, type WebhookServerOptions } from '../server/serve.js';
 import { cipherList, tlsMinVersion } from '../tls/serving.js';
 import {
@@ -35,6 +42,9 @@ interface ServeFlags extends MutationFlagValues {
   /** Unset: kubectl's order; true: the pod's ServiceAccount; false: as unset (certificates come from files either way). */
   inCluster?: boolean;
   namespace?: string;
+  composeRoleArn: boolean;
+  awsAccountId?: string;
+  awsPartition: string;
   watchConfigMap: boolean;
   resyncPeriod: number;
   serviceAccountLookupGracePeriod: number;
@@ -134,6 +144,31 @@ export function serveOptionsFromFlags(f: ServeFlags, warn: (m: string) => void):
   };
 }
 
+/** How long instance metadata may take to say which account and partition this is. */
+const INSTANCE_METADATA_TIMEOUT_MS = 5000;
+
+/**
+ * --compose-role-arn: the account and partition from --aws-account-id and
+ * --aws-partition, or else from EC2 instance metadata (as the reference).
+ */
+export async function roleArnCompositionFromFlags(
+  f: Pick<ServeFlags, 'composeRoleArn' | 'awsAccountId' | 'awsPartition'>,
+  partitionGiven: boolean,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<RoleArnComposition | undefined> {
+  if (f.awsAccountId !== undefined && !ACCOUNT_ID.test(f.awsAccountId)) throw new UsageError(`--aws-account-id "${f.awsAccountId}" is not a 12-digit AWS account id`);
+  if (!PARTITION.test(f.awsPartition)) throw new UsageError(`--aws-partition "${f.awsPartition}" is not a partition such as aws, aws-cn or aws-us-gov`);
+  if (!f.composeRoleArn) return undefined;
+  if (f.awsAccountId !== undefined) return { partition: f.awsPartition, accountId: f.awsAccountId };
+  const endpoint = instanceMetadataEndpoint(env);
+  try {
+    const found = await compositionFromInstanceMetadata(endpoint, INSTANCE_METADATA_TIMEOUT_MS);
+    return partitionGiven ? { ...found, partition: f.awsPartition } : found;
+  } catch (err) {
+    throw new CommandError(`--compose-role-arn needs the AWS account: give --aws-account-id (and --aws-partition), or run on EC2 (${(err as Error).message})`);
+  }
+}
+
 async function runServe(f: ServeFlags, cmd: Command): Promise<void> {
   // Buffered: a write per admission line costs a syscall and a thread-pool hop on
   // the hot path. Lines go out in 4 KiB batches, at least every second, and
@@ -142,6 +177,8 @@ async function runServe(f: ServeFlags, cmd: Command): Promise<void> {
   const logger = pino({ level: f.logLevel, base: { service: 'pod-identity-webhook' } }, destination);
   const options = serveOptionsFromFlags(f, (m) => logger.warn(m));
   const kubeConfig = kubeConfigFromFlags(f);
+  const roleArnComposition = await roleArnCompositionFromFlags(f, cmd.getOptionValueSource('awsPartition') === 'cli');
+  if (roleArnComposition) logger.info(roleArnComposition, '--compose-role-arn: bare role names in role-arn annotations are completed with this account');
   for (const flag of ineffectiveFlagsGiven(cmd)) {
     logger.info({ flag }, 'flag accepted for compatibility with the reference webhook; it has no effect here');
   }
@@ -157,7 +194,7 @@ async function runServe(f: ServeFlags, cmd: Command): Promise<void> {
   }
   let server;
   try {
-    server = await startWebhookServer({ ...options, logger, kubeConfig });
+    server = await startWebhookServer({ ...options, logger, kubeConfig, roleArnComposition });
   } catch (err) {
     destination.flushSync();
     if (err instanceof StartupError) throw new CommandError(err.message);
@@ -194,6 +231,9 @@ export function serveCommand(version?: string): Command {
     .option('--client-ca <file>', 'require client certificates signed by this CA (PEM)')
     .option('--in-cluster [bool]', 'true: reach the API server with the pod\'s own ServiceAccount (unless --kubeconfig); unset or false: as kubectl does. The certificate comes from --tls-cert/--tls-key either way', boolFlag)
     .option('--namespace <namespace>', `namespace of the pod-identity-webhook ConfigMap (default: the pod's own namespace, else ${S.namespace})`)
+    .option('--compose-role-arn [bool]', 'complete a role-arn annotation that is only a role name or path to a full ARN', boolFlag, false)
+    .option('--aws-account-id <id>', 'account of --compose-role-arn (default: EC2 instance metadata)')
+    .option('--aws-partition <partition>', 'partition of --compose-role-arn (default: aws, or from instance metadata\'s region)', 'aws')
     .option('--watch-config-map [bool]', 'watch the pod-identity-webhook ConfigMap (ConfigMap mode)', boolFlag, false)
     .addOption(durationOption('--resync-period <duration>', 'accepted for compatibility; the cache re-lists only when the watch requires it', S.resyncPeriodSeconds * 1000, timerFlag))
     .addOption(durationOption('--service-account-lookup-grace-period <duration>', 'how long a pod waits for a ServiceAccount missing from the cache', S.serviceAccountLookupGracePeriodMs, timerFlag))

@@ -2,6 +2,7 @@
 // read (from the cache or a file), so admission never re-parses annotations.
 import { ANNOTATION, MIN_TOKEN_EXPIRATION } from '../config.js';
 import { isWellFormedRoleArn, parseGoBool, parseGoInt } from '../mutation/values.js';
+import { composeRoleArn, type RoleArnComposition } from './role-arn.js';
 
 export interface ServiceAccountSettings {
   roleArn?: string;
@@ -43,6 +44,8 @@ export function parseTokenExpirationAnnotation(
 export function parseServiceAccountAnnotations(
   annotations: Readonly<Record<string, string>> | undefined | null,
   prefix: string,
+  /** --compose-role-arn: completes a bare role name or path. */
+  composition?: RoleArnComposition,
 ): ServiceAccountSettings {
   if (!annotations) return NO_SETTINGS;
   const key = (suffix: string): string => `${prefix}/${suffix}`;
@@ -57,7 +60,7 @@ export function parseServiceAccountAnnotations(
   const warnings: string[] = [];
   const settings: ServiceAccountSettings = { warnings };
   if (roleArn !== undefined) {
-    const arn = roleArn.trim();
+    const arn = composeRoleArn(roleArn.trim(), composition);
     if (arn !== '') {
       if (!isWellFormedRoleArn(arn)) {
         warnings.push(

@@ -8,6 +8,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { MutationOptions } from '../config.js';
 import { type FileWatch, watchFiles } from '../files/watch.js';
+import type { RoleArnComposition } from '../identity/role-arn.js';
 import { clientCertificateTrusted, servingMaterial } from '../tls/serving.js';
 import { buildWebhookApp, type WebhookApp } from './app.js';
 import { type IdentityRuntime, startIdentityRuntime } from './identities.js';
@@ -34,6 +35,8 @@ export interface WebhookServerOptions {
   watchConfigMap: boolean;
   containerCredentialsFile?: string | undefined;
   lookupGracePeriodMs: number;
+  /** --compose-role-arn: how bare role names are completed. */
+  roleArnComposition?: RoleArnComposition | undefined;
   debuggingHandlers: boolean;
   bodyLimit: number;
   shutdownTimeoutMs: number;
@@ -113,6 +116,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     watchConfigMap: o.watchConfigMap,
     containerCredentialsFile: o.containerCredentialsFile,
     lookupGracePeriodMs: o.lookupGracePeriodMs,
+    roleArnComposition: o.roleArnComposition,
     logger,
     metrics,
     filePollMs: o.filePollMs,
