@@ -4,9 +4,12 @@
 // deploy/deployment-base.yaml (run through the image's /webhook script) and
 // what a typical community chart renders (through the image's ENTRYPOINT,
 // finding its kubeconfig in KUBECONFIG as kubectl would). Only what a local run
-// needs is added: the certificate paths, the kubeconfig, and free ports.
+// needs is added: the certificate paths, the kubeconfig, and free ports. Last,
+// --compose-role-arn with the account from an instance-metadata stand-in.
 import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,7 +80,7 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
     Object.fromEntries((pod.spec?.containers?.[0]?.env ?? []).map((e) => [e.name, e.value]));
 
   /** Points a MutatingWebhookConfiguration at `port` and returns the first pod it mutates. */
-  const mutatedPod = async (name: string, port: number): Promise<V1Pod> => {
+  const mutatedPod = async (name: string, port: number, roleArnAnnotation = ROLE): Promise<V1Pod> => {
     await admission.createMutatingWebhookConfiguration({
       body: {
         metadata: { name },
@@ -93,7 +96,7 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
       },
     });
     const ns = await namespace();
-    await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'app', annotations: { 'eks.amazonaws.com/role-arn': ROLE } } } });
+    await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'app', annotations: { 'eks.amazonaws.com/role-arn': roleArnAnnotation } } } });
     let i = 0;
     // A new configuration reaches the API server's admission chain within a moment.
     const pod = await until('a mutated pod', async () => {
@@ -151,5 +154,27 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
     t.equal(e['AWS_STS_REGIONAL_ENDPOINTS'], 'regional');
     t.equal(await webhook.stop(), 0);
     t.match(webhook.logs(), /"flag":"--v"/);
+  });
+
+  await t.test('--compose-role-arn: a bare role name, completed from instance metadata', async (t) => {
+    // EC2's instance metadata (IMDSv2), as a local stand-in.
+    const imds = createServer((req, res) => {
+      if (req.method === 'PUT' && req.url === '/latest/api/token') return res.end('token');
+      if (req.url === '/latest/dynamic/instance-identity/document' && req.headers['x-aws-ec2-metadata-token'] === 'token') {
+        return res.end(JSON.stringify({ accountId: '444455556666', region: 'cn-north-1' }));
+      }
+      res.statusCode = 404;
+      res.end();
+    });
+    await new Promise<void>((r) => imds.listen(0, '127.0.0.1', () => r()));
+    t.teardown(() => new Promise<void>((r) => imds.close(() => r())));
+    const port = await freePort();
+    const metricsPort = await freePort();
+    const [cmd, ...rest] = SERVE_COMMAND;
+    const env = { ...process.env, KUBECONFIG: cluster.kubeconfig, AWS_EC2_METADATA_SERVICE_ENDPOINT: `http://127.0.0.1:${(imds.address() as AddressInfo).port}` };
+    const webhook = await startReady(t, [cmd, ...rest, '--compose-role-arn', `--port=${port}`, `--metrics-port=${metricsPort}`, ...tlsArgs], env, port, ca);
+    const e = envOf(await mutatedPod('drop-in-compose', port, 'team/reader'));
+    t.equal(e['AWS_ROLE_ARN'], 'arn:aws-cn:iam::444455556666:role/team/reader', 'partition from the region, account from the document');
+    t.equal(await webhook.stop(), 0);
   });
 }
