@@ -65,9 +65,9 @@ function portFlag(text: string): number {
 const POD_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
 /** The namespace the webhook runs in (the reference calls --namespace that), else `default`. */
-function defaultNamespace(): string {
+export function defaultNamespace(file = POD_NAMESPACE_FILE): string {
   try {
-    return existsSync(POD_NAMESPACE_FILE) ? readFileSync(POD_NAMESPACE_FILE, 'utf8').trim() || S.namespace : S.namespace;
+    return existsSync(file) ? readFileSync(file, 'utf8').trim() || S.namespace : S.namespace;
   } catch {
     return S.namespace;
   }

@@ -3,7 +3,10 @@
 // -v=2 / -v 2 / --v=2. Durations are shown and accepted in Go's notation.
 import t from 'tap';
 import { CommanderError } from 'commander';
-import { ineffectiveFlagsGiven, serveCommand } from '../../src/cli/serve.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaultNamespace, ineffectiveFlagsGiven, serveCommand } from '../../src/cli/serve.js';
 import { durationFlag, formatGoDuration } from '../../src/cli/flags.js';
 
 /** Parses a serve command line without running the server. */
@@ -110,4 +113,16 @@ t.test('durations: Go notation in and out; a bare number is seconds', async (t) 
   t.match(help, /a bare number is seconds/);
   t.notMatch(help, /default: (2000|10000|60000)\)/, 'no milliseconds');
   t.match(help, /Accepted for compatibility with the reference webhook, without effect here:[\s\S]*--logtostderr/);
+});
+
+t.test('--namespace defaults to the pod\'s own namespace, else default', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'piw-ns-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'namespace');
+  t.equal(defaultNamespace(file), 'default', 'outside a pod');
+  writeFileSync(file, 'webhooks\n');
+  t.equal(defaultNamespace(file), 'webhooks', 'the ServiceAccount namespace file of the pod');
+  writeFileSync(file, '');
+  t.equal(defaultNamespace(file), 'default', 'an empty file');
+  t.equal(parse([]).opts['namespace'], undefined, 'no flag: decided at startup');
 });
