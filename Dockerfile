@@ -3,7 +3,9 @@
 #   docker build -t pod-identity-webhook:latest .
 #
 # The image runs `node dist/cli.js serve` (see ENTRYPOINT); flags come from the
-# Deployment's args (manifests/base/deployment.yaml). It runs as UID/GID 65532,
+# Deployment's args (manifests/base/deployment.yaml). Manifests written for the
+# reference webhook run `command: [/webhook, ...]`: /webhook runs the same
+# `serve` with their flags (image/webhook). It runs as UID/GID 65532,
 # the same numbers the manifests set in runAsUser/runAsGroup, and needs no
 # writable filesystem.
 
@@ -37,6 +39,8 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
               /usr/local/lib/node_modules/corepack /usr/local/bin/corepack \
               /opt/yarn-* /usr/local/bin/yarn /usr/local/bin/yarnpkg /root/.npm
 COPY --from=build /src/dist ./dist
+# The reference image's entry point, for its manifests (see image/webhook).
+COPY --chmod=0755 image/webhook /webhook
 # Files stay owned by root and read-only for the process.
 USER 65532:65532
 # 8443: HTTPS (/mutate, /healthz, /readyz); 9999: plain-HTTP /metrics.

@@ -13,7 +13,7 @@ import {
   type KeyType,
   serviceDnsNames,
 } from '../tls/certificates.js';
-import { durationFlag, kubeConfigFromFlags, UsageError } from './flags.js';
+import { addKubeConnectionFlags, durationFlag, kubeConfigFromFlags, UsageError } from './flags.js';
 import type { CommandIO } from './mutate.js';
 
 export interface CertsFlags {
@@ -28,6 +28,7 @@ export interface CertsFlags {
   patchWebhook?: string;
   kubeconfig?: string;
   kubeApi?: string;
+  context?: string;
 }
 
 const DAY_MS = 86_400_000;
@@ -184,7 +185,7 @@ export function reportFailure(err: unknown, io: CommandIO): void {
 
 export function certsCommand(io: CommandIO): Command {
   const d = CERT_DEFAULTS;
-  return new Command('certs')
+  const cmd = new Command('certs')
     .description('create or renew the webhook\'s CA and serving certificate (kept while still valid)')
     .option('--service <name>', 'name of the webhook Service', d.service)
     .option('-n, --namespace <name>', 'namespace of the webhook Service', d.namespace)
@@ -194,9 +195,8 @@ export function certsCommand(io: CommandIO): Command {
     .option('--renew-before <duration>', 'renew certificates expiring within this time (30d, 720h)', `${d.renewBeforeDays}d`)
     .option('--dns <name>', 'extra DNS name for the serving certificate (repeatable)', collect)
     .option('--ip <address>', 'IP address for the serving certificate (repeatable)', collect)
-    .option('--patch-webhook <name>', 'write the CA into the caBundle of every webhook of this MutatingWebhookConfiguration')
-    .option('--kubeconfig <file>', 'kubeconfig for --patch-webhook (default: in-cluster)')
-    .option('--kube-api <url>', 'API server URL, overriding the kubeconfig\'s')
+    .option('--patch-webhook <name>', 'write the CA into the caBundle of every webhook of this MutatingWebhookConfiguration');
+  return addKubeConnectionFlags(cmd, ' for --patch-webhook')
     .action(async (flags: CertsFlags) => {
       try {
         await runCerts(flags, io);

@@ -7,7 +7,16 @@ import { type CheckStatus, DEFAULT_WEBHOOK_CONFIG, type DoctorReport, runDoctorC
 import { parseTrustPolicy, type TrustPolicy, TrustPolicyError } from '../doctor/trust-policy.js';
 import { issuerProblem } from '../oidc/keys.js';
 import { reportFailure } from './certs.js';
-import { addMutationFlags, durationFlag, kubeConfigFromFlags, type MutationFlagValues, mutationOptionsFromFlags, UsageError } from './flags.js';
+import {
+  addKubeConnectionFlags,
+  addMutationFlags,
+  durationOption,
+  kubeConfigFromFlags,
+  type MutationFlagValues,
+  mutationOptionsFromFlags,
+  UsageError,
+} from './flags.js';
+import { KubeConfigError, loadKubeConfig, NoKubeConfigError } from '../kube/client.js';
 import { readText, toYaml } from './input.js';
 import type { CommandIO } from './mutate.js';
 
@@ -17,6 +26,7 @@ export interface DoctorFlags extends Partial<Omit<MutationFlagValues, 'annotatio
   trustPolicy?: string;
   kubeconfig?: string;
   kubeApi?: string;
+  context?: string;
   /** Never contact a cluster, even in one. */
   offline?: boolean;
   issuer?: string;
@@ -48,13 +58,19 @@ function loadPolicy(path: string): TrustPolicy {
 }
 
 function clusterFrom(flags: DoctorFlags): KubeConfig | undefined {
-  const wanted = Boolean(flags.kubeconfig || flags.kubeApi || (!flags.offline && process.env['KUBERNETES_SERVICE_HOST']));
   if (flags.offline) {
-    if (flags.kubeconfig || flags.kubeApi) throw new UsageError('--offline does not go with --kubeconfig or --kube-api');
+    if (flags.kubeconfig || flags.kubeApi || flags.context) throw new UsageError('--offline does not go with --kubeconfig, --context or --kube-api');
     return undefined;
   }
-  if (!wanted) return undefined;
-  return kubeConfigFromFlags(flags);
+  if (flags.kubeconfig || flags.kubeApi || flags.context) return kubeConfigFromFlags(flags);
+  // Found the way kubectl finds it; none at all means the checks run offline.
+  try {
+    return loadKubeConfig({});
+  } catch (err) {
+    if (err instanceof NoKubeConfigError) return undefined;
+    if (err instanceof KubeConfigError) throw new UsageError(err.message);
+    throw err;
+  }
 }
 
 /** Checks the flags, runs the checks, prints the report; the caller turns `ok` into the exit code. */
@@ -82,7 +98,9 @@ export async function runDoctor(flags: DoctorFlags, io: CommandIO): Promise<Doct
     throw new UsageError('--role-arn is for offline checks; with a cluster the ServiceAccount\'s annotation is used');
   }
   if (!kubeConfig && flags.issuer === undefined) {
-    throw new UsageError('no cluster: give --kubeconfig or --kube-api (or run inside a cluster), or --issuer to check a trust policy offline');
+    throw new UsageError(
+      'no cluster: give --kubeconfig or --kube-api (none found in KUBECONFIG, in-cluster or ~/.kube/config), or --issuer to check a trust policy offline',
+    );
   }
 
   const report = await runDoctorChecks({
@@ -168,14 +186,12 @@ export function doctorCommand(io: CommandIO): Command {
     .option('-n, --namespace <name>', 'namespace of the ServiceAccount (required)')
     .option('--service-account <name>', 'name of the ServiceAccount (required)')
     .option('--trust-policy <file>', 'the role\'s trust policy (JSON; aws iam get-role output works too)')
-    .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster)')
-    .option('--kube-api <url>', 'API server URL, overriding the kubeconfig\'s')
     .option('--offline', 'do not contact a cluster, even inside one')
     .option('--issuer <url>', 'the service account issuer (default: the API server\'s, from discovery)')
     .option('--audience <aud>', `token audience when the ServiceAccount sets none (the webhook's --token-audience; default ${DEFAULT_MUTATION_OPTIONS.tokenAudience})`)
     .option('--role-arn <arn>', 'offline: the role ARN the ServiceAccount\'s annotation would give')
     .option('--webhook-config <name>', 'name of the MutatingWebhookConfiguration', DEFAULT_WEBHOOK_CONFIG)
-    .option('--timeout <duration>', 'deadline of each network call (10s)', durationFlag)
+    .addOption(durationOption('--timeout <duration>', 'deadline of each network call (default: 10s)'))
     .addOption(new Option('-o, --output <format>', 'what to print').choices(['text', 'json', 'yaml']).default('text'));
   // The webhook's flags: doctor reads them from its Deployment; given here, they win.
   addMutationFlags(cmd);
@@ -183,7 +199,7 @@ export function doctorCommand(io: CommandIO): Command {
 The webhook's flags (--annotation-prefix to --container-credentials-token-path) are read
 from the args of the webhook's Deployment when doctor finds it; the defaults above apply
 otherwise, and flags given here override both.`);
-  return cmd.action(async (all: DoctorFlags, command: Command) => {
+  return addKubeConnectionFlags(cmd).action(async (all: DoctorFlags, command: Command) => {
     // Only flags given on the command line override the webhook's own.
     const { keys } = mutationFlagDefaults();
     const flags = Object.fromEntries(Object.entries(all).filter(([k]) => !keys.includes(k) || command.getOptionValueSource(k) === 'cli')) as DoctorFlags;

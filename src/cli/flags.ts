@@ -1,7 +1,7 @@
-// Flag definitions shared by `mutate` and `serve`: upstream's names and
-// defaults, parsed with Go's rules (`--flag value`, `--flag=value`, booleans as
-// `--flag` or `--flag=true|false`).
-import { type Command, InvalidArgumentError } from 'commander';
+// Flag definitions shared by the commands: upstream's names and defaults,
+// parsed with Go's rules (`--flag value`, `--flag=value`, booleans as `--flag`
+// or `--flag=true|false`, durations such as `2s`).
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { type KubeConnectionFlags, KubeConfigError, loadKubeConfig } from '../kube/client.js';
 import { DEFAULT_MUTATION_OPTIONS as D, MIN_TOKEN_EXPIRATION, type MutationOptions } from '../config.js';
@@ -13,10 +13,14 @@ export class UsageError extends Error {}
 /** A command failed for a reason outside the command line; one line, exit 1. */
 export class CommandError extends Error {}
 
-/** --kubeconfig / --kube-api / in-cluster; a configuration that cannot be used is a usage error. */
+/**
+ * The API server as kubectl finds it: --kubeconfig, KUBECONFIG, in-cluster,
+ * ~/.kube/config (then --context and --kube-api); a configuration that cannot
+ * be used is a usage error.
+ */
 export function kubeConfigFromFlags(flags: KubeConnectionFlags): KubeConfig {
   try {
-    return loadKubeConfig({ kubeconfig: flags.kubeconfig, kubeApi: flags.kubeApi });
+    return loadKubeConfig({ kubeconfig: flags.kubeconfig, kubeApi: flags.kubeApi, context: flags.context, inCluster: flags.inCluster });
   } catch (err) {
     if (err instanceof KubeConfigError) throw new UsageError(err.message);
     throw err;
@@ -47,6 +51,39 @@ export function nonNegativeIntFlag(text: string): number {
   const value = intFlag(text);
   if (value < 0) throw new InvalidArgumentError('expected a number of 0 or more.');
   return value;
+}
+
+/** --kubeconfig, --context and --kube-api, the same on every command that talks to a cluster. */
+export function addKubeConnectionFlags(cmd: Command, purpose = ''): Command {
+  return cmd
+    .option('--kubeconfig <file>', `kubeconfig${purpose} (default: $KUBECONFIG, then in-cluster, then ~/.kube/config)`)
+    .option('--context <name>', 'kubeconfig context to use (default: its current-context)')
+    .option('--kube-api <url>', 'API server URL, overriding the kubeconfig\'s');
+}
+
+/** Help text of every duration flag: what it accepts. */
+export const DURATION_HELP = 'Go duration: 500ms, 2s, 1m30s; a bare number is seconds';
+
+/** Milliseconds in Go's duration notation, as --help shows defaults: 100ms, 2s, 1m, 1m30s, 1h. */
+export function formatGoDuration(ms: number): string {
+  if (ms === 0) return '0s';
+  if (ms < 1000) return `${ms}ms`;
+  let rest = ms;
+  let out = '';
+  for (const [unit, size] of [['h', 3_600_000], ['m', 60_000]] as const) {
+    if (rest >= size) {
+      out += `${Math.floor(rest / size)}${unit}`;
+      rest %= size;
+    }
+  }
+  if (rest > 0) out += `${rest / 1000}s`;
+  return out;
+}
+
+/** A duration option whose --help shows its default in Go notation. */
+export function durationOption(flags: string, description: string, defaultMs?: number, parse: (text: string) => number = durationFlag): Option {
+  const option = new Option(flags, `${description} (${DURATION_HELP})`).argParser(parse);
+  return defaultMs === undefined ? option : option.default(defaultMs, formatGoDuration(defaultMs));
 }
 
 /** A Go duration such as 2s, 500ms, 1m30s, or a plain number of seconds; returns milliseconds. */

@@ -23,7 +23,7 @@ import {
 } from '../oidc/keys.js';
 import { writeFileAtomic } from '../tls/files.js';
 import { reportFailure } from './certs.js';
-import { kubeConfigFromFlags, UsageError } from './flags.js';
+import { addKubeConnectionFlags, kubeConfigFromFlags, UsageError } from './flags.js';
 import { readText } from './input.js';
 import type { CommandIO } from './mutate.js';
 
@@ -35,6 +35,7 @@ export interface OidcFlags {
   legacyEmptyKid?: boolean;
   kubeconfig?: string;
   kubeApi?: string;
+  context?: string;
 }
 
 export interface OidcResult {
@@ -140,15 +141,14 @@ export async function runOidc(flags: OidcFlags, io: CommandIO): Promise<OidcResu
 }
 
 export function oidcCommand(io: CommandIO): Command {
-  return new Command('oidc')
+  const cmd = new Command('oidc')
     .description('write the OIDC discovery document and JWKS (keys.json) of the service account issuer, for a public HTTPS host')
     .option('--issuer <url>', 'public HTTPS URL of the issuer (the documents are served below it)')
     .option('--public-key <file>', 'PEM public key (or certificate) the API server verifies tokens with (repeatable)', collect)
     .option('--from-cluster', 'take the keys and discovery document from the API server instead')
     .option('--out <dir>', 'directory to write .well-known/openid-configuration and keys.json to')
-    .option('--legacy-empty-kid', 'also publish every key with kid "" (tokens issued before Kubernetes 1.16)')
-    .option('--kubeconfig <file>', 'kubeconfig for --from-cluster (default: in-cluster)')
-    .option('--kube-api <url>', 'API server URL, overriding the kubeconfig\'s')
+    .option('--legacy-empty-kid', 'also publish every key with kid "" (tokens issued before Kubernetes 1.16)');
+  return addKubeConnectionFlags(cmd, ' for --from-cluster')
     .action(async (flags: OidcFlags) => {
       try {
         await runOidc(flags, io);

@@ -20,7 +20,7 @@ export function buildProgram(io: CommandIO): Command {
     io.stdout(versionLine());
     throw new CommanderError(0, 'commander.version', '');
   });
-  const commands = [mutateCommand(io), serveCommand(), certsCommand(io), oidcCommand(io), doctorCommand(io), completionCommand(io, () => program)];
+  const commands = [mutateCommand(io), serveCommand(versionLine()), certsCommand(io), oidcCommand(io), doctorCommand(io), completionCommand(io, () => program)];
   for (const cmd of commands) {
     // Subcommands share the program's error handling: usage errors exit 2.
     program.addCommand(cmd.copyInheritedSettings(program));

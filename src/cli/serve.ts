@@ -1,15 +1,24 @@
 // `serve`: the admission webhook the API server calls.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import pino from 'pino';
 import { createLogger, LOG_FORMATS, type LogFormat } from '../server/log.js';
 import { SERVER_DEFAULTS as S } from '../config.js';
+import {
+  ACCOUNT_ID,
+  compositionFromInstanceMetadata,
+  instanceMetadataEndpoint,
+  PARTITION,
+  type RoleArnComposition,
+} from '../identity/role-arn.js';
 import { StartupError, startWebhookServer, type WebhookServerOptions } from '../server/serve.js';
 import { cipherList, tlsMinVersion } from '../tls/serving.js';
 import {
+  addKubeConnectionFlags,
   addMutationFlags,
   boolFlag,
   CommandError,
+  durationOption,
   timerFlag,
   intFlag,
   kubeConfigFromFlags,
@@ -30,7 +39,13 @@ interface ServeFlags extends MutationFlagValues {
   clientCa?: string;
   kubeconfig?: string;
   kubeApi?: string;
-  namespace: string;
+  context?: string;
+  /** Unset: kubectl's order; true: the pod's ServiceAccount; false: as unset (certificates come from files either way). */
+  inCluster?: boolean;
+  namespace?: string;
+  composeRoleArn: boolean;
+  awsAccountId?: string;
+  awsPartition: string;
   watchConfigMap: boolean;
   resyncPeriod: number;
   serviceAccountLookupGracePeriod: number;
@@ -46,6 +61,59 @@ function portFlag(text: string): number {
   const n = intFlag(text);
   if (n < 0 || n > 65535) throw new UsageError(`port ${text} is out of range 0-65535`);
   return n;
+}
+
+/** Where a pod finds its own namespace. */
+const POD_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+/** The namespace the webhook runs in (the reference calls --namespace that), else `default`. */
+export function defaultNamespace(file = POD_NAMESPACE_FILE): string {
+  try {
+    return existsSync(file) ? readFileSync(file, 'utf8').trim() || S.namespace : S.namespace;
+  } catch {
+    return S.namespace;
+  }
+}
+
+const COMPAT_GROUP = 'Accepted for compatibility with the reference webhook, without effect here:';
+
+/** A klog level: `-v=2` reaches the parser as "=2" (commander's short-option form), which pflag reads as 2. */
+function klogLevel(text: string): number {
+  return nonNegativeIntFlag(text.replace(/^=/, ''));
+}
+
+/**
+ * Flags of the reference webhook (its klog flags, and its certificate-request
+ * mode) that change nothing here. They are parsed like the reference parses them,
+ * so a manifest written for it starts unchanged, and each one given is logged once.
+ */
+function compatibilityOptions(): Option[] {
+  const bool = (flags: string, what: string): Option => new Option(`${flags} [bool]`, what).argParser(boolFlag);
+  const text = (flags: string, what: string): Option => new Option(flags, what);
+  return [
+    text('--tls-secret <name>', 'Secret of the reference\'s --in-cluster certificate; certificates come from --tls-cert/--tls-key here'),
+    text('--service-name <name>', 'Service named in the reference\'s certificate request; not used here'),
+    bool('--logtostderr', 'klog: log to stderr (logs are JSON lines on stdout here)'),
+    bool('--alsologtostderr', 'klog'),
+    new Option('-v, --v <level>', 'klog verbosity (use --log-level here)').argParser(klogLevel),
+    text('--vmodule <list>', 'klog'),
+    text('--log_dir, --log-dir <dir>', 'klog'),
+    text('--log_file, --log-file <file>', 'klog'),
+    new Option('--log_file_max_size, --log-file-max-size <mb>', 'klog').argParser(nonNegativeIntFlag),
+    text('--stderrthreshold <severity>', 'klog'),
+    text('--log_backtrace_at, --log-backtrace-at <file:line>', 'klog'),
+    bool('--add_dir_header, --add-dir-header', 'klog'),
+    bool('--one_output, --one-output', 'klog'),
+    bool('--skip_headers, --skip-headers', 'klog'),
+    bool('--skip_log_headers, --skip-log-headers', 'klog'),
+  ].map((o) => o.helpGroup(COMPAT_GROUP));
+}
+
+/** The compatibility flags this command line gave, as written (`--logtostderr`, `-v`). */
+export function ineffectiveFlagsGiven(cmd: Command): string[] {
+  return cmd.options
+    .filter((o) => o.helpGroupHeading === COMPAT_GROUP && cmd.getOptionValueSource(o.attributeName()) === 'cli')
+    .map((o) => o.long ?? o.short ?? o.flags);
 }
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -67,7 +135,7 @@ export function serveOptionsFromFlags(f: ServeFlags, warn: (m: string) => void):
     host: f.bindAddress,
     tls: { certFile: f.tlsCert, keyFile: f.tlsKey, clientCaFile: f.clientCa, minVersion, ciphers },
     mutation: mutationOptionsFromFlags(f, warn),
-    namespace: f.namespace,
+    namespace: f.namespace ?? defaultNamespace(),
     watchConfigMap: f.watchConfigMap,
     containerCredentialsFile: f.watchContainerCredentialsConfig,
     lookupGracePeriodMs: f.serviceAccountLookupGracePeriod,
@@ -78,7 +146,32 @@ export function serveOptionsFromFlags(f: ServeFlags, warn: (m: string) => void):
   };
 }
 
-async function runServe(f: ServeFlags): Promise<void> {
+/** How long instance metadata may take to say which account and partition this is. */
+const INSTANCE_METADATA_TIMEOUT_MS = 5000;
+
+/**
+ * --compose-role-arn: the account and partition from --aws-account-id and
+ * --aws-partition, or else from EC2 instance metadata (as the reference).
+ */
+export async function roleArnCompositionFromFlags(
+  f: Pick<ServeFlags, 'composeRoleArn' | 'awsAccountId' | 'awsPartition'>,
+  partitionGiven: boolean,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<RoleArnComposition | undefined> {
+  if (f.awsAccountId !== undefined && !ACCOUNT_ID.test(f.awsAccountId)) throw new UsageError(`--aws-account-id "${f.awsAccountId}" is not a 12-digit AWS account id`);
+  if (!PARTITION.test(f.awsPartition)) throw new UsageError(`--aws-partition "${f.awsPartition}" is not a partition such as aws, aws-cn or aws-us-gov`);
+  if (!f.composeRoleArn) return undefined;
+  if (f.awsAccountId !== undefined) return { partition: f.awsPartition, accountId: f.awsAccountId };
+  const endpoint = instanceMetadataEndpoint(env);
+  try {
+    const found = await compositionFromInstanceMetadata(endpoint, INSTANCE_METADATA_TIMEOUT_MS);
+    return partitionGiven ? { ...found, partition: f.awsPartition } : found;
+  } catch (err) {
+    throw new CommandError(`--compose-role-arn needs the AWS account: give --aws-account-id (and --aws-partition), or run on EC2 (${(err as Error).message})`);
+  }
+}
+
+async function runServe(f: ServeFlags, cmd: Command): Promise<void> {
   // Buffered: a write per admission line costs a syscall and a thread-pool hop on
   // the hot path. Lines go out in 4 KiB batches, at least every second, and
   // before exit.
@@ -86,6 +179,14 @@ async function runServe(f: ServeFlags): Promise<void> {
   const logger = createLogger({ level: f.logLevel, format: f.logFormat, destination });
   const options = serveOptionsFromFlags(f, (m) => logger.warn(m));
   const kubeConfig = kubeConfigFromFlags(f);
+  const roleArnComposition = await roleArnCompositionFromFlags(f, cmd.getOptionValueSource('awsPartition') === 'cli');
+  if (roleArnComposition) logger.info(roleArnComposition, '--compose-role-arn: bare role names in role-arn annotations are completed with this account');
+  for (const flag of ineffectiveFlagsGiven(cmd)) {
+    logger.info({ flag }, 'flag accepted for compatibility with the reference webhook; it has no effect here');
+  }
+  if (f.inCluster === true) {
+    logger.info({ tlsCert: f.tlsCert, tlsKey: f.tlsKey }, '--in-cluster=true: API access with the pod\'s ServiceAccount; the serving certificate still comes from --tls-cert/--tls-key (no certificate request)');
+  }
   if (f.clientCa) {
     try {
       readFileSync(f.clientCa, 'utf8');
@@ -95,7 +196,7 @@ async function runServe(f: ServeFlags): Promise<void> {
   }
   let server;
   try {
-    server = await startWebhookServer({ ...options, logger, kubeConfig });
+    server = await startWebhookServer({ ...options, logger, kubeConfig, roleArnComposition });
   } catch (err) {
     destination.flushSync();
     if (err instanceof StartupError) throw new CommandError(err.message);
@@ -119,7 +220,7 @@ async function runServe(f: ServeFlags): Promise<void> {
   process.once('SIGINT', () => stop('SIGINT'));
 }
 
-export function serveCommand(): Command {
+export function serveCommand(version?: string): Command {
   const cmd = new Command('serve')
     .description('run the admission webhook (HTTPS /mutate, /healthz, /readyz; metrics on a separate port)')
     .option('--port <port>', 'HTTPS port of /mutate, /healthz and /readyz', portFlag, S.port)
@@ -130,18 +231,23 @@ export function serveCommand(): Command {
     .option('--tls-min-version <version>', 'minimum TLS version: 1.0, 1.1, 1.2 or 1.3', S.tlsMinVersion)
     .option('--tls-cipher-suites <list>', 'comma-separated Go names of TLS 1.2 cipher suites (default: Node\'s)')
     .option('--client-ca <file>', 'require client certificates signed by this CA (PEM)')
-    .option('--kubeconfig <file>', 'kubeconfig to reach the API server (default: in-cluster)')
-    .option('--kube-api <url>', 'URL of the API server (overrides the kubeconfig\'s)')
-    .option('--namespace <namespace>', 'namespace of the pod-identity-webhook ConfigMap', S.namespace)
+    .option('--in-cluster [bool]', 'true: reach the API server with the pod\'s own ServiceAccount (unless --kubeconfig); unset or false: as kubectl does. The certificate comes from --tls-cert/--tls-key either way', boolFlag)
+    .option('--namespace <namespace>', `namespace of the pod-identity-webhook ConfigMap (default: the pod's own namespace, else ${S.namespace})`)
+    .option('--compose-role-arn [bool]', 'complete a role-arn annotation that is only a role name or path to a full ARN', boolFlag, false)
+    .option('--aws-account-id <id>', 'account of --compose-role-arn (default: EC2 instance metadata)')
+    .option('--aws-partition <partition>', 'partition of --compose-role-arn (default: aws, or from instance metadata\'s region)', 'aws')
     .option('--watch-config-map [bool]', 'watch the pod-identity-webhook ConfigMap (ConfigMap mode)', boolFlag, false)
-    .option('--resync-period <duration>', 'accepted for compatibility; the cache re-lists only when the watch requires it', timerFlag, S.resyncPeriodSeconds * 1000)
-    .option('--service-account-lookup-grace-period <duration>', 'how long a pod waits for a ServiceAccount missing from the cache', timerFlag, S.serviceAccountLookupGracePeriodMs)
+    .addOption(durationOption('--resync-period <duration>', 'accepted for compatibility; the cache re-lists only when the watch requires it', S.resyncPeriodSeconds * 1000, timerFlag))
+    .addOption(durationOption('--service-account-lookup-grace-period <duration>', 'how long a pod waits for a ServiceAccount missing from the cache', S.serviceAccountLookupGracePeriodMs, timerFlag))
     .option('--enable-debugging-handlers [bool]', 'serve /debug/alpha/cache on the metrics port', boolFlag, false)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(S.logLevel))
     .addOption(new Option('--log-format <format>', 'json (one object per line) or text (one readable line per event)').choices(LOG_FORMATS).default('json'))
     .option('--max-request-body-bytes <bytes>', 'larger admission requests get 413', nonNegativeIntFlag, S.bodyLimitBytes)
-    .option('--shutdown-timeout <duration>', 'how long in-flight requests may take after SIGTERM', timerFlag, S.shutdownTimeoutMs)
-    .option('--shutdown-delay <duration>', 'after SIGTERM, keep serving (unready) this long so endpoints update first', timerFlag, 0);
+    .addOption(durationOption('--shutdown-timeout <duration>', 'how long in-flight requests may take after SIGTERM', S.shutdownTimeoutMs, timerFlag))
+    .addOption(durationOption('--shutdown-delay <duration>', 'after SIGTERM, keep serving (unready) this long so endpoints update first', 0, timerFlag));
+  addKubeConnectionFlags(cmd, ' to reach the API server');
   addMutationFlags(cmd);
-  return cmd.action((flags: ServeFlags) => runServe(flags));
+  for (const option of compatibilityOptions()) cmd.addOption(option);
+  if (version) cmd.version(version, '--version', 'print the version');
+  return cmd.action((flags: ServeFlags, command: Command) => runServe(flags, command));
 }

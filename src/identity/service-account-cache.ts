@@ -10,6 +10,7 @@ import { SERVER_DEFAULTS } from '../config.js';
 import { type ReflectorEvents, type ReflectorTuning, type ReflectorHandlers, createReflector } from '../kube/reflector.js';
 import { getJson } from '../kube/reflector-request.js';
 import { NO_SETTINGS, type ServiceAccountSettings, parseServiceAccountAnnotations } from './service-account.js';
+import type { RoleArnComposition } from './role-arn.js';
 
 /** The fields of a ServiceAccount read here; the rest of the JSON is dropped with the event. */
 export interface ServiceAccountObject {
@@ -41,7 +42,7 @@ export interface ServiceAccountStore {
 
 const keyOf = (namespace: string, name: string): string => `${namespace}/${name}`;
 
-export function createServiceAccountStore(annotationPrefix: string): ServiceAccountStore {
+export function createServiceAccountStore(annotationPrefix: string, composition?: RoleArnComposition): ServiceAccountStore {
   const entries = new Map<string, ServiceAccountSettings>();
   const listeners = new Map<string, Set<Listener>>();
   /** Keys upserted since the running relist began; undefined outside a relist. */
@@ -70,7 +71,7 @@ export function createServiceAccountStore(annotationPrefix: string): ServiceAcco
       },
       upsert(sa) {
         const key = objectKey(sa);
-        if (key) put(key, parseServiceAccountAnnotations(sa.metadata?.annotations, annotationPrefix), true);
+        if (key) put(key, parseServiceAccountAnnotations(sa.metadata?.annotations, annotationPrefix, composition), true);
       },
       remove(sa) {
         const key = objectKey(sa);
@@ -133,6 +134,8 @@ export interface LookupResult {
 export interface ServiceAccountCacheOptions extends ReflectorTuning {
   kc: KubeConfig;
   annotationPrefix: string;
+  /** --compose-role-arn. */
+  roleArnComposition?: RoleArnComposition | undefined;
   logger: Logger;
   /** How long a cache miss may wait for the watch or the API. */
   gracePeriodMs?: number | undefined;
@@ -172,7 +175,7 @@ export function createServiceAccountCache(options: ServiceAccountCacheOptions): 
   const log = options.logger.child({ component: 'service-account-cache' });
   const gracePeriodMs = options.gracePeriodMs ?? SERVER_DEFAULTS.serviceAccountLookupGracePeriodMs;
   const concurrency = Math.max(1, options.lookupConcurrency ?? SERVER_DEFAULTS.lookupConcurrency);
-  const store = createServiceAccountStore(annotationPrefix);
+  const store = createServiceAccountStore(annotationPrefix, options.roleArnComposition);
   const reflector = createReflector<ServiceAccountObject>({
     kc,
     path: '/api/v1/serviceaccounts',
@@ -224,7 +227,7 @@ export function createServiceAccountCache(options: ServiceAccountCacheOptions): 
         const { statusCode, body } = await getJson(kc, path, {}, stopController.signal, gracePeriodMs);
         if (statusCode === 404) return { kind: 'not-found' };
         const sa = body as ServiceAccountObject;
-        const settings = parseServiceAccountAnnotations(sa.metadata?.annotations, annotationPrefix);
+        const settings = parseServiceAccountAnnotations(sa.metadata?.annotations, annotationPrefix, options.roleArnComposition);
         // The watch is the authority: if it upserted or deleted the key meanwhile, our copy may be older.
         if (!touched && !store.get(namespace, name)) store.set(namespace, name, settings);
         return { kind: 'found', settings };

@@ -3,6 +3,7 @@
 import { ANNOTATION, MIN_TOKEN_EXPIRATION } from '../config.js';
 import { isWellFormedRoleArn, parseGoBool, parseGoInt } from '../mutation/values.js';
 import { quote } from '../mutation/warnings.js';
+import { composeRoleArn, type RoleArnComposition } from './role-arn.js';
 
 export interface ServiceAccountSettings {
   roleArn?: string;
@@ -44,6 +45,8 @@ export function parseTokenExpirationAnnotation(
 export function parseServiceAccountAnnotations(
   annotations: Readonly<Record<string, string>> | undefined | null,
   prefix: string,
+  /** --compose-role-arn: completes a bare role name or path. */
+  composition?: RoleArnComposition,
 ): ServiceAccountSettings {
   if (typeof annotations !== 'object' || annotations === null) return NO_SETTINGS;
   const key = (suffix: string): string => `${prefix}/${suffix}`;
@@ -66,7 +69,7 @@ export function parseServiceAccountAnnotations(
 
   const settings: ServiceAccountSettings = { warnings };
   if (roleArn !== undefined) {
-    const arn = roleArn.trim();
+    const arn = composeRoleArn(roleArn.trim(), composition);
     if (arn !== '') {
       if (!isWellFormedRoleArn(arn)) {
         warnings.push(

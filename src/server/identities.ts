@@ -6,6 +6,7 @@ import type { MutationOptions } from '../config.js';
 import { createConfigMapWatch, type ConfigMapWatch } from '../identity/config-map-watch.js';
 import { type ContainerCredentialsFile, watchContainerCredentialsFile } from '../identity/container-credentials-file.js';
 import { createServiceAccountCache } from '../identity/service-account-cache.js';
+import type { RoleArnComposition } from '../identity/role-arn.js';
 import type { ReflectorEvents } from '../kube/reflector.js';
 import type { IdentityProvider } from './admission.js';
 import type { WebhookMetrics } from './metrics.js';
@@ -26,6 +27,7 @@ export interface IdentityRuntimeOptions {
   watchConfigMap: boolean;
   containerCredentialsFile: string | undefined;
   lookupGracePeriodMs: number;
+  roleArnComposition?: RoleArnComposition | undefined;
   logger: Logger;
   metrics: WebhookMetrics;
   filePollMs?: number | undefined;
@@ -45,6 +47,7 @@ export function startIdentityRuntime(o: IdentityRuntimeOptions): IdentityRuntime
   const serviceAccounts = createServiceAccountCache({
     kc: o.kubeConfig,
     annotationPrefix: o.mutation.annotationPrefix,
+    roleArnComposition: o.roleArnComposition,
     logger,
     gracePeriodMs: o.lookupGracePeriodMs,
     events: reflectorMetrics(metrics, 'serviceaccounts'),

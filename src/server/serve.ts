@@ -8,6 +8,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { MutationOptions } from '../config.js';
 import { type FileWatch, watchFiles } from '../files/watch.js';
+import type { RoleArnComposition } from '../identity/role-arn.js';
 import { clientCertificateTrusted, servingMaterial } from '../tls/serving.js';
 import { buildWebhookApp, type WebhookApp } from './app.js';
 import { type IdentityRuntime, startIdentityRuntime } from './identities.js';
@@ -34,6 +35,8 @@ export interface WebhookServerOptions {
   watchConfigMap: boolean;
   containerCredentialsFile?: string | undefined;
   lookupGracePeriodMs: number;
+  /** --compose-role-arn: how bare role names are completed. */
+  roleArnComposition?: RoleArnComposition | undefined;
   debuggingHandlers: boolean;
   bodyLimit: number;
   shutdownTimeoutMs: number;
@@ -113,6 +116,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     watchConfigMap: o.watchConfigMap,
     containerCredentialsFile: o.containerCredentialsFile,
     lookupGracePeriodMs: o.lookupGracePeriodMs,
+    roleArnComposition: o.roleArnComposition,
     logger,
     metrics,
     filePollMs: o.filePollMs,
@@ -176,7 +180,13 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     await Promise.allSettled([app.close(), metricsApp.close(), identities.stop()]);
     const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
     const where = e.port !== undefined ? ` ${e.address ?? o.host}:${e.port}` : '';
-    throw new StartupError(`cannot listen on${where}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`);
+    const reason =
+      e.code === 'EADDRINUSE'
+        ? 'address already in use'
+        : e.code === 'EACCES'
+          ? 'permission denied (a port below 1024 needs root, or the pod sysctl net.ipv4.ip_unprivileged_port_start=0; or listen on --port=8443)'
+          : e.message;
+    throw new StartupError(`cannot listen on${where}: ${reason}`);
   }
   const port = (app.server.address() as { port: number }).port;
   const metricsPort = (metricsApp.server.address() as { port: number }).port;

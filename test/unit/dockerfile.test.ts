@@ -1,8 +1,11 @@
 // Static checks of the Dockerfile and .dockerignore (no Docker engine needed):
 // a multi-stage build on a supported Node LTS, production-only dependencies in
 // the runtime stage, a numeric non-root USER that matches the manifests, and
-// an ENTRYPOINT (+ CMD) that is exactly SERVE_COMMAND.
-import { existsSync, readFileSync } from 'node:fs';
+// an ENTRYPOINT (+ CMD) that is exactly SERVE_COMMAND, and the reference's
+// /webhook entry point (run here with its /app path pointed at the checkout).
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -227,6 +230,48 @@ t.test('ENTRYPOINT (+ CMD) is exactly SERVE_COMMAND', async (t) => {
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { bin?: Record<string, string> };
   t.equal(pkg.bin?.['pod-identity-webhook'], SERVE_COMMAND[1], 'package bin is the same script');
   t.ok(existsSync(path.join(ROOT, 'src', 'cli.ts')), 'src/cli.ts compiles to dist/cli.js');
+});
+
+t.test("/webhook: the reference's entry point runs serve with the manifest's flags", async (t) => {
+  const copy = runtime.instructions.find((i) => i.keyword === 'COPY' && i.args.split(/\s+/).at(-1) === '/webhook');
+  t.ok(copy, 'the runtime stage copies a file to /webhook (manifests written for the reference run `command: [/webhook, ...]`)');
+  const words = (copy?.args ?? '').split(/\s+/);
+  const source = words.filter((w) => !w.startsWith('--')).slice(0, -1);
+  t.equal(source.length, 1, 'one source file');
+  t.notOk(words.some((w) => w.startsWith('--from')), 'from the build context');
+  const chmod = /^--chmod=(\d+)$/.exec(words.find((w) => w.startsWith('--chmod')) ?? '')?.[1];
+  const file = path.join(ROOT, source[0] ?? 'missing');
+  const mode = chmod ? parseInt(chmod, 8) : statSync(file).mode;
+  t.ok((mode & 0o555) === 0o555, `/webhook is readable and executable by everyone (mode ${mode.toString(8)})`);
+  t.ok((mode & 0o022) === 0, 'and writable by nobody but its owner (root)');
+
+  const script = readFileSync(file, 'utf8');
+  t.match(script, /^#!\/bin\/sh\n/, 'a /bin/sh script (the runtime image has /bin/sh)');
+  const appDir = `${last(runtime, 'WORKDIR')?.args}/`;
+  t.ok(script.includes(`${appDir}dist/cli.js`), `it runs ${appDir}dist/cli.js, where the image keeps dist/`);
+  t.match(script, /^exec node /m, 'exec: node replaces the shell as PID 1 and gets SIGTERM');
+
+  // The script itself, with the image's /app pointed at this checkout (dist/ is built).
+  const dir = mkdtempSync(path.join(tmpdir(), 'piw-webhook-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const local = path.join(dir, 'webhook');
+  writeFileSync(local, script.split(appDir).join(ROOT), { mode: 0o755 });
+  const run = (...args: string[]): { status: number | null; stdout: string; stderr: string } => {
+    const r = spawnSync(local, args, { encoding: 'utf8', timeout: 60_000 });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  const version = run('--version');
+  t.equal(version.status, 0, version.stderr);
+  t.equal(version.stdout.trim(), pkg.version, '/webhook --version prints the version (serve has --version, as the reference)');
+  const help = run('--help');
+  t.match(help.stdout, /Usage: pod-identity-webhook serve/, 'it is `serve`');
+  t.match(help.stdout, /--in-cluster/, 'with the reference\'s flags');
+  // The manifest's --port comes after the script's default, and wins.
+  const port = run('--in-cluster=false', '--logtostderr', '--port=70000');
+  t.equal(port.status, 2);
+  t.match(port.stderr, /port 70000 is out of range/, 'the --port of the manifest is the one used');
+  t.match(script, /serve --port=443 "\$@"/, "without one, the reference's port 443 (its manifests' Service targets 443)");
 });
 
 t.test('.dockerignore keeps secrets and local builds out of the context', async (t) => {
