@@ -38,6 +38,12 @@ interface ServeFlags extends MutationFlagValues {
   maxRequestBodyBytes: number;
   shutdownTimeout: number;
   shutdownDelay: number;
+  requestHeaderTimeout: number;
+  requestTimeout: number;
+  idleTimeout: number;
+  maxConnections: number;
+  maxRequestsPerConnection: number;
+  maxInflightBodyBytes: number;
 }
 
 function portFlag(text: string): number {
@@ -59,6 +65,10 @@ export function serveOptionsFromFlags(f: ServeFlags, warn: (m: string) => void):
     throw new UsageError((err as Error).message);
   }
   if (f.maxRequestBodyBytes < 1024) throw new UsageError('--max-request-body-bytes must be at least 1024');
+  if (f.requestHeaderTimeout <= 0 || f.requestTimeout <= 0 || f.idleTimeout <= 0) {
+    throw new UsageError('--request-header-timeout, --request-timeout and --idle-timeout must be more than 0');
+  }
+  if (f.requestHeaderTimeout > f.requestTimeout) throw new UsageError('--request-header-timeout must not be longer than --request-timeout');
   return {
     port: f.port,
     metricsPort: f.metricsPort,
@@ -71,6 +81,14 @@ export function serveOptionsFromFlags(f: ServeFlags, warn: (m: string) => void):
     lookupGracePeriodMs: f.serviceAccountLookupGracePeriod,
     debuggingHandlers: f.enableDebuggingHandlers,
     bodyLimit: f.maxRequestBodyBytes,
+    limits: {
+      headersTimeoutMs: f.requestHeaderTimeout,
+      requestTimeoutMs: f.requestTimeout,
+      idleTimeoutMs: f.idleTimeout,
+      maxConnections: f.maxConnections,
+      maxRequestsPerConnection: f.maxRequestsPerConnection,
+      inflightBodyBytes: f.maxInflightBodyBytes,
+    },
     shutdownTimeoutMs: f.shutdownTimeout,
     shutdownDelayMs: f.shutdownDelay,
   };
@@ -138,7 +156,14 @@ export function serveCommand(): Command {
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(S.logLevel))
     .option('--max-request-body-bytes <bytes>', 'larger admission requests get 413', nonNegativeIntFlag, S.bodyLimitBytes)
     .option('--shutdown-timeout <duration>', 'how long in-flight requests may take after SIGTERM', timerFlag, S.shutdownTimeoutMs)
-    .option('--shutdown-delay <duration>', 'after SIGTERM, keep serving (unready) this long so endpoints update first', timerFlag, 0);
+    .option('--shutdown-delay <duration>', 'after SIGTERM, keep serving (unready) this long so endpoints update first', timerFlag, 0)
+    // Connection limits (README: "Connection limits and shutdown").
+    .option('--request-header-timeout <duration>', 'the TLS handshake and a request\'s headers must arrive within this', timerFlag, S.requestHeaderTimeoutMs)
+    .option('--request-timeout <duration>', 'a whole request, body included, must arrive within this (408 otherwise)', timerFlag, S.requestTimeoutMs)
+    .option('--idle-timeout <duration>', 'close keep-alive connections idle this long', timerFlag, S.idleTimeoutMs)
+    .option('--max-connections <n>', 'refuse connections beyond this many (0: no cap)', nonNegativeIntFlag, S.maxConnections)
+    .option('--max-requests-per-connection <n>', 'close a keep-alive connection after this many requests (0: no cap)', nonNegativeIntFlag, S.maxRequestsPerConnection)
+    .option('--max-inflight-body-bytes <bytes>', 'request bodies over 64 KiB are read only while their sizes together stay under this', nonNegativeIntFlag, S.maxInflightBodyBytes);
   addMutationFlags(cmd);
   return cmd.action((flags: ServeFlags) => runServe(flags));
 }
