@@ -1,13 +1,14 @@
 // The HTTPS app the API server calls: /mutate, /healthz, /readyz. One plugin
 // per concern, in fastify's style; everything it needs is passed in.
 import type { ServerOptions } from 'node:https';
+import { Transform } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyError, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { SERVER_DEFAULTS, type MutationOptions } from '../config.js';
 import type { ClientVerdict } from '../tls/client-auth.js';
 import { BadReviewError, type IdentityProvider, type ReviewOutcome, reviewAdmission } from './admission.js';
-import { bodyBudget } from './body-budget.js';
+import { type BodyGrant, bodyBudget } from './body-budget.js';
 import type { AdmissionOutcome, WebhookMetrics } from './metrics.js';
 
 /** Timeouts and caps of the HTTPS server (the serve flags of the same names). */
@@ -79,12 +80,12 @@ function reasonFor(err: FastifyError, contentType: string | undefined, bodyLimit
 }
 
 const startedAt = Symbol('startedAt');
-const bodyRelease = Symbol('bodyRelease');
+const bodyGrant = Symbol('bodyGrant');
 declare module 'fastify' {
   interface FastifyRequest {
     [startedAt]?: number;
-    /** Gives the request's body bytes back to the budget. */
-    [bodyRelease]?: () => void;
+    /** The request's share of the body budget. */
+    [bodyGrant]?: BodyGrant;
   }
 }
 const secondsSince = (request: { [startedAt]?: number }): number => (performance.now() - (request[startedAt] ?? performance.now())) / 1000;
@@ -207,32 +208,43 @@ export async function buildWebhookApp(o: WebhookAppOptions) {
     });
   }
   // Large bodies are read only while their sizes together fit the budget, so
-  // many of them at once cost the kernel's buffers, not the heap. The bytes are
-  // given back once the body is parsed (or the request ends), not when the
-  // answer is sent: a slow ServiceAccount lookup holds no budget.
+  // many of them at once cost the kernel's buffers, not the heap. Once read, a
+  // body holds its real size until the answer is sent.
   const budget = bodyBudget(limits.inflightBodyBytes);
-  app.addHook('onRequest', (request, reply, done) => {
-    const headers = request.headers;
-    // The API server sends Content-Length; a chunked body may be as large as the limit.
-    const length = headers['content-length'] !== undefined ? Number(headers['content-length'])
-      : headers['transfer-encoding'] !== undefined ? o.bodyLimit : 0;
-    // Over the body limit: fastify answers 413 without reading it.
-    if (!(length > SMALL_BODY_BYTES) || length > o.bodyLimit) {
-      done();
-      return;
-    }
+  const waitForBudget = (request: FastifyRequest, reply: FastifyReply, bytes: number, then: () => void): void => {
     let cancel = (): void => {};
     // 'close' comes when the response is done, or when the client goes away (or
     // --request-timeout ends the request) while it waits.
-    reply.raw.once('close', () => (request[bodyRelease] ? request[bodyRelease]() : cancel()));
-    cancel = budget.reserve(length, (release) => {
-      request[bodyRelease] = release;
-      done();
+    reply.raw.once('close', () => (request[bodyGrant] ? request[bodyGrant].release() : cancel()));
+    cancel = budget.reserve(bytes, (grant) => {
+      request[bodyGrant] = grant;
+      then();
     });
+  };
+  app.addHook('onRequest', (request, reply, done) => {
+    const length = Number(request.headers['content-length']);
+    // Small, or over the body limit (fastify answers 413 without reading it), or chunked (below).
+    if (!(length > SMALL_BODY_BYTES) || length > o.bodyLimit) done();
+    else waitForBudget(request, reply, length, done);
   });
-  app.addHook('preValidation', (request, _reply, done) => {
-    request[bodyRelease]?.();
-    done();
+  // A chunked body (the API server sends Content-Length) of unknown size: its
+  // first SMALL_BODY_BYTES are read at once; beyond that it waits for the budget
+  // as a body of the full limit would.
+  app.addHook('preParsing', (request, reply, payload, done) => {
+    if (request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] === undefined) {
+      done(null, payload);
+      return;
+    }
+    let seen = 0;
+    const metered = new Transform({
+      transform(chunk: Buffer, _encoding, next) {
+        seen += chunk.length;
+        if (seen <= SMALL_BODY_BYTES || request[bodyGrant]) next(null, chunk);
+        else waitForBudget(request, reply, o.bodyLimit, () => next(null, chunk));
+      },
+    });
+    payload.on('error', (err) => metered.destroy(err));
+    done(null, payload.pipe(metered));
   });
   // Only JSON is an AdmissionReview: text/plain and everything else get 415.
   app.removeContentTypeParser(['text/plain', 'application/json']);
@@ -240,7 +252,8 @@ export async function buildWebhookApp(o: WebhookAppOptions) {
   // and "constructor" keys, which only matter to code that merges request data
   // into other objects. The webhook only reads the review, so the scan would
   // be pure cost on the hot path.
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    request[bodyGrant]?.shrink((body as string).length);
     if (body === '') {
       done(Object.assign(new Error('request body is empty'), { statusCode: 400, code: 'FST_ERR_CTP_EMPTY_JSON_BODY' }), undefined);
       return;

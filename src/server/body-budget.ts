@@ -3,28 +3,42 @@
 // in the budget; until then its socket is not read, so the bytes wait in the
 // kernel and the client, not in the heap. Requests are granted in arrival order.
 
+export interface BodyGrant {
+  /** Gives the bytes back (once; later calls do nothing). */
+  release(): void;
+  /** Keeps only `bytes` of the grant, e.g. the body's real size once it is read. */
+  shrink(bytes: number): void;
+}
+
 export interface BodyBudget {
   /** Bytes granted and not yet released. */
   inUse(): number;
   /**
-   * Calls `granted(release)` once `bytes` fit (at once if they do now).
+   * Calls `granted(grant)` once `bytes` fit (at once if they do now).
    * Returns a cancel for a request that goes away while it waits; it is a
    * no-op once granted.
    */
-  reserve(bytes: number, granted: (release: () => void) => void): () => void;
+  reserve(bytes: number, granted: (grant: BodyGrant) => void): () => void;
 }
 
 export function bodyBudget(limitBytes: number): BodyBudget {
   let used = 0;
-  const queue: Array<{ bytes: number; granted: (release: () => void) => void }> = [];
-  const grant = (bytes: number, granted: (release: () => void) => void): void => {
+  const queue: Array<{ bytes: number; granted: (grant: BodyGrant) => void }> = [];
+  const grant = (bytes: number, granted: (grant: BodyGrant) => void): void => {
     used += bytes;
-    let released = false;
-    granted(() => {
-      if (released) return;
-      released = true;
-      used -= bytes;
-      pump();
+    let held = bytes;
+    granted({
+      release() {
+        used -= held;
+        held = 0;
+        pump();
+      },
+      shrink(keep) {
+        if (keep >= held) return;
+        used -= held - keep;
+        held = keep;
+        pump();
+      },
     });
   };
   const pump = (): void => {
