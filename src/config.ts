@@ -84,6 +84,15 @@ export const SERVER_DEFAULTS = Object.freeze({
   serviceAccountLookupGracePeriodMs: 2000,
   bodyLimitBytes: 6 * 1024 * 1024,
   shutdownTimeoutMs: 10_000,
+  // Connection limits: well under the API server's webhook timeout (10 s by
+  // default), and longer idle than its client's 90 s, so that the client, not the
+  // webhook, closes idle keep-alive connections (no race with a request on them).
+  requestHeaderTimeoutMs: 3_000,
+  requestTimeoutMs: 5_000,
+  idleTimeoutMs: 120_000,
+  maxConnections: 1000,
+  maxRequestsPerConnection: 0,
+  maxInflightBodyBytes: 16 * 1024 * 1024,
   logLevel: 'info',
   /** Page size of the initial ServiceAccount list. */
   listPageSize: 500,

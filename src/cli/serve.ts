@@ -55,6 +55,12 @@ interface ServeFlags extends MutationFlagValues {
   maxRequestBodyBytes: number;
   shutdownTimeout: number;
   shutdownDelay: number;
+  requestHeaderTimeout: number;
+  requestTimeout: number;
+  idleTimeout: number;
+  maxConnections: number;
+  maxRequestsPerConnection: number;
+  maxInflightBodyBytes: number;
 }
 
 function portFlag(text: string): number {
@@ -129,6 +135,10 @@ export function serveOptionsFromFlags(f: ServeFlags, warn: (m: string) => void):
     throw new UsageError((err as Error).message);
   }
   if (f.maxRequestBodyBytes < 1024) throw new UsageError('--max-request-body-bytes must be at least 1024');
+  if (f.requestHeaderTimeout <= 0 || f.requestTimeout <= 0 || f.idleTimeout <= 0) {
+    throw new UsageError('--request-header-timeout, --request-timeout and --idle-timeout must be more than 0');
+  }
+  if (f.requestHeaderTimeout > f.requestTimeout) throw new UsageError('--request-header-timeout must not be longer than --request-timeout');
   return {
     port: f.port,
     metricsPort: f.metricsPort,
@@ -141,6 +151,14 @@ export function serveOptionsFromFlags(f: ServeFlags, warn: (m: string) => void):
     lookupGracePeriodMs: f.serviceAccountLookupGracePeriod,
     debuggingHandlers: f.enableDebuggingHandlers,
     bodyLimit: f.maxRequestBodyBytes,
+    limits: {
+      headersTimeoutMs: f.requestHeaderTimeout,
+      requestTimeoutMs: f.requestTimeout,
+      idleTimeoutMs: f.idleTimeout,
+      maxConnections: f.maxConnections,
+      maxRequestsPerConnection: f.maxRequestsPerConnection,
+      inflightBodyBytes: f.maxInflightBodyBytes,
+    },
     shutdownTimeoutMs: f.shutdownTimeout,
     shutdownDelayMs: f.shutdownDelay,
   };
@@ -244,7 +262,14 @@ export function serveCommand(version?: string): Command {
     .addOption(new Option('--log-format <format>', 'json (one object per line) or text (one readable line per event)').choices(LOG_FORMATS).default('json'))
     .option('--max-request-body-bytes <bytes>', 'larger admission requests get 413', nonNegativeIntFlag, S.bodyLimitBytes)
     .addOption(durationOption('--shutdown-timeout <duration>', 'how long in-flight requests may take after SIGTERM', S.shutdownTimeoutMs, timerFlag))
-    .addOption(durationOption('--shutdown-delay <duration>', 'after SIGTERM, keep serving (unready) this long so endpoints update first', 0, timerFlag));
+    .addOption(durationOption('--shutdown-delay <duration>', 'after SIGTERM, keep serving (unready) this long so endpoints update first', 0, timerFlag))
+    // Connection limits (README: "Connection limits and shutdown").
+    .addOption(durationOption('--request-header-timeout <duration>', 'the TLS handshake and a request\'s headers must arrive within this', S.requestHeaderTimeoutMs, timerFlag))
+    .addOption(durationOption('--request-timeout <duration>', 'a whole request, body included, must arrive within this (408 otherwise)', S.requestTimeoutMs, timerFlag))
+    .addOption(durationOption('--idle-timeout <duration>', 'close keep-alive connections idle this long', S.idleTimeoutMs, timerFlag))
+    .option('--max-connections <n>', 'refuse connections beyond this many (0: no cap)', nonNegativeIntFlag, S.maxConnections)
+    .option('--max-requests-per-connection <n>', 'close a keep-alive connection after this many requests (0: no cap)', nonNegativeIntFlag, S.maxRequestsPerConnection)
+    .option('--max-inflight-body-bytes <bytes>', 'request bodies over 64 KiB are read only while their sizes together stay under this', nonNegativeIntFlag, S.maxInflightBodyBytes);
   addKubeConnectionFlags(cmd, ' to reach the API server');
   addMutationFlags(cmd);
   for (const option of compatibilityOptions()) cmd.addOption(option);

@@ -1,12 +1,40 @@
 // The HTTPS app the API server calls: /mutate, /healthz, /readyz. One plugin
 // per concern, in fastify's style; everything it needs is passed in.
 import type { ServerOptions } from 'node:https';
+import { Transform } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyError, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { MutationOptions } from '../config.js';
+import { SERVER_DEFAULTS, type MutationOptions } from '../config.js';
+import type { ClientVerdict } from '../tls/client-auth.js';
 import { BadReviewError, type IdentityProvider, type ReviewOutcome, reviewAdmission } from './admission.js';
+import { type BodyGrant, bodyBudget } from './body-budget.js';
 import type { AdmissionOutcome, WebhookMetrics } from './metrics.js';
+
+/** Timeouts and caps of the HTTPS server (the serve flags of the same names). */
+export interface ConnectionLimits {
+  /** --request-header-timeout: TLS handshake and request headers, from connect (or the previous response). */
+  headersTimeoutMs: number;
+  /** --request-timeout: the whole request, body included, from its first byte. */
+  requestTimeoutMs: number;
+  /** --idle-timeout: a keep-alive connection with no request is closed after this. */
+  idleTimeoutMs: number;
+  /** --max-connections: more are refused at accept; 0 = no cap. */
+  maxConnections: number;
+  /** --max-requests-per-connection: then the response says Connection: close; 0 = no cap. */
+  maxRequestsPerConnection: number;
+  /** --max-inflight-body-bytes: bodies over SMALL_BODY_BYTES are read only while their sizes together fit. */
+  inflightBodyBytes: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
+  headersTimeoutMs: SERVER_DEFAULTS.requestHeaderTimeoutMs,
+  requestTimeoutMs: SERVER_DEFAULTS.requestTimeoutMs,
+  idleTimeoutMs: SERVER_DEFAULTS.idleTimeoutMs,
+  maxConnections: SERVER_DEFAULTS.maxConnections,
+  maxRequestsPerConnection: SERVER_DEFAULTS.maxRequestsPerConnection,
+  inflightBodyBytes: SERVER_DEFAULTS.maxInflightBodyBytes,
+});
 
 export interface Readiness {
   ready: boolean;
@@ -22,9 +50,15 @@ export interface WebhookAppOptions {
   logger: Logger;
   bodyLimit: number;
   readiness: () => Readiness;
-  /** With --client-ca: whether the connection's client certificate is trusted; /mutate answers 403 otherwise. */
-  clientAuthorized?: (socket: TLSSocket) => boolean;
-  /** True while shutting down: responses then close their connection. */
+  /** Timeouts and caps of the HTTPS server; DEFAULT_LIMITS when not given. */
+  limits?: ConnectionLimits;
+  /**
+   * With --client-ca: the verdict on the connection's client certificate.
+   * Every request but the probes is answered 403 and its connection closed
+   * when it is not trusted, before its body is read.
+   */
+  clientAuthorized?: (socket: TLSSocket) => ClientVerdict;
+  /** True from SIGTERM on: responses then close their connection. */
   draining?: () => boolean;
   random?: () => number;
 }
@@ -46,9 +80,12 @@ function reasonFor(err: FastifyError, contentType: string | undefined, bodyLimit
 }
 
 const startedAt = Symbol('startedAt');
+const bodyGrant = Symbol('bodyGrant');
 declare module 'fastify' {
   interface FastifyRequest {
     [startedAt]?: number;
+    /** The request's share of the body budget. */
+    [bodyGrant]?: BodyGrant;
   }
 }
 const secondsSince = (request: { [startedAt]?: number }): number => (performance.now() - (request[startedAt] ?? performance.now())) / 1000;
@@ -90,9 +127,6 @@ const admissionRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) =>
 
   // Not an async handler: a cached ServiceAccount is answered without a Promise.
   app.post('/mutate', (request, reply) => {
-    if (o.clientAuthorized && !o.clientAuthorized(request.raw.socket as TLSSocket)) {
-      throw Object.assign(new Error('a client certificate signed by --client-ca is required'), { statusCode: 403, code: 'CLIENT_CERT' });
-    }
     let result: ReviewOutcome | Promise<ReviewOutcome>;
     try {
       result = reviewAdmission(request.body, o.identities, o.mutation, o.random);
@@ -114,15 +148,103 @@ const healthRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) => {
   });
 };
 
+/** Bodies up to this size (an API server's AdmissionReview is a few KiB) are read without waiting for the budget. */
+export const SMALL_BODY_BYTES = 64 * 1024;
+const PROBES = new Set(['/healthz', '/readyz']);
+
 export async function buildWebhookApp(o: WebhookAppOptions) {
+  const limits = o.limits ?? DEFAULT_LIMITS;
   const app = Fastify({
-    https: o.https,
+    https: {
+      ...o.https,
+      // A TLS handshake must end, and a request's headers arrive, within headersTimeout.
+      handshakeTimeout: limits.headersTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      // How often Node checks headersTimeout and requestTimeout (its default is 30 s).
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+    } as ServerOptions,
     // Admissions are logged by the route itself, one line each; fastify logs nothing.
     logger: false,
     bodyLimit: o.bodyLimit,
-    // Keep-alive connections from the API server are closed when idle at shutdown.
-    forceCloseConnections: 'idle',
-    return503OnClosing: true,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.idleTimeoutMs,
+    maxRequestsPerSocket: limits.maxRequestsPerConnection,
+    // Shutdown (serve.ts) closes idle connections itself; requests on connections
+    // accepted before the listener closed are answered, not refused with 503.
+    forceCloseConnections: false,
+    return503OnClosing: false,
+  });
+  app.server.headersTimeout = limits.headersTimeoutMs;
+  if (limits.maxConnections > 0) {
+    app.server.maxConnections = limits.maxConnections;
+    // At the cap a new connection is dropped; idle keep-alive connections go
+    // too, so that whoever holds them cannot lock the API server out.
+    app.server.on('drop', () => {
+      o.logger.warn({ maxConnections: limits.maxConnections }, 'connection limit reached; closing idle connections');
+      app.server.closeIdleConnections();
+    });
+  }
+
+  // With --client-ca, a client without a trusted certificate is refused before
+  // its body is read, and disconnected; the kubelet's probes carry none.
+  if (o.clientAuthorized) {
+    const clientAuthorized = o.clientAuthorized;
+    app.addHook('onRequest', (request, reply, done) => {
+      const socket = request.raw.socket as TLSSocket;
+      if (request.method === 'GET' && PROBES.has(request.url)) {
+        done();
+        return;
+      }
+      const verdict = clientAuthorized(socket);
+      if (verdict.trusted) {
+        done();
+        return;
+      }
+      o.logger.warn({ status: 403, reason: verdict.reason, remote: socket.remoteAddress }, 'client certificate refused');
+      o.metrics.admissions.inc({ outcome: 'bad_request' });
+      reply.raw.once('finish', () => socket.destroy());
+      void reply.code(403).header('connection', 'close').type('text/plain; charset=utf-8')
+        .send('a client certificate signed by --client-ca is required\n');
+    });
+  }
+  // Large bodies are read only while their sizes together fit the budget, so
+  // many of them at once cost the kernel's buffers, not the heap. Once read, a
+  // body holds its real size until the answer is sent.
+  const budget = bodyBudget(limits.inflightBodyBytes);
+  const waitForBudget = (request: FastifyRequest, reply: FastifyReply, bytes: number, then: () => void): void => {
+    let cancel = (): void => {};
+    // 'close' comes when the response is done, or when the client goes away (or
+    // --request-timeout ends the request) while it waits.
+    reply.raw.once('close', () => (request[bodyGrant] ? request[bodyGrant].release() : cancel()));
+    cancel = budget.reserve(bytes, (grant) => {
+      request[bodyGrant] = grant;
+      then();
+    });
+  };
+  app.addHook('onRequest', (request, reply, done) => {
+    const length = Number(request.headers['content-length']);
+    // Small, or over the body limit (fastify answers 413 without reading it), or chunked (below).
+    if (!(length > SMALL_BODY_BYTES) || length > o.bodyLimit) done();
+    else waitForBudget(request, reply, length, done);
+  });
+  // A chunked body (the API server sends Content-Length) of unknown size: its
+  // first SMALL_BODY_BYTES are read at once; beyond that it waits for the budget
+  // as a body of the full limit would.
+  app.addHook('preParsing', (request, reply, payload, done) => {
+    if (request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] === undefined) {
+      done(null, payload);
+      return;
+    }
+    let seen = 0;
+    const metered = new Transform({
+      transform(chunk: Buffer, _encoding, next) {
+        seen += chunk.length;
+        if (seen <= SMALL_BODY_BYTES || request[bodyGrant]) next(null, chunk);
+        else waitForBudget(request, reply, o.bodyLimit, () => next(null, chunk));
+      },
+    });
+    payload.on('error', (err) => metered.destroy(err));
+    done(null, payload.pipe(metered));
   });
   // Only JSON is an AdmissionReview: text/plain and everything else get 415.
   app.removeContentTypeParser(['text/plain', 'application/json']);
@@ -130,7 +252,8 @@ export async function buildWebhookApp(o: WebhookAppOptions) {
   // and "constructor" keys, which only matter to code that merges request data
   // into other objects. The webhook only reads the review, so the scan would
   // be pure cost on the hot path.
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    request[bodyGrant]?.shrink((body as string).length);
     if (body === '') {
       done(Object.assign(new Error('request body is empty'), { statusCode: 400, code: 'FST_ERR_CTP_EMPTY_JSON_BODY' }), undefined);
       return;

@@ -9,8 +9,9 @@ import type { Logger } from 'pino';
 import type { MutationOptions } from '../config.js';
 import { type FileWatch, watchFiles } from '../files/watch.js';
 import type { RoleArnComposition } from '../identity/role-arn.js';
-import { clientCertificateTrusted, servingMaterial } from '../tls/serving.js';
-import { buildWebhookApp, type WebhookApp } from './app.js';
+import { type ClientVerdict, peerChain, verifyClientChain } from '../tls/client-auth.js';
+import { servingMaterial } from '../tls/serving.js';
+import { buildWebhookApp, type ConnectionLimits, DEFAULT_LIMITS, type WebhookApp } from './app.js';
 import { type IdentityRuntime, startIdentityRuntime } from './identities.js';
 import { createMetrics, type WebhookMetrics } from './metrics.js';
 
@@ -39,6 +40,8 @@ export interface WebhookServerOptions {
   roleArnComposition?: RoleArnComposition | undefined;
   debuggingHandlers: boolean;
   bodyLimit: number;
+  /** Timeouts and caps of the HTTPS server; DEFAULT_LIMITS when not given. */
+  limits?: ConnectionLimits | undefined;
   shutdownTimeoutMs: number;
   shutdownDelayMs: number;
   logger: Logger;
@@ -71,15 +74,19 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
   let certificateLoaded = false;
   let clientCas: X509Certificate[] = [];
   // A connection's certificate does not change: verify it once, not per request.
-  const verdicts = new WeakMap<TLSSocket, boolean>();
-  const trustedConnection = (socket: TLSSocket): boolean => {
-    let ok = verdicts.get(socket);
-    if (ok === undefined) {
-      ok = clientCertificateTrusted(socket.getPeerX509Certificate(), clientCas);
-      verdicts.set(socket, ok);
+  // Verified here rather than trusting TLSSocket.authorized, which Node reports
+  // as true on a resumed TLS session even when the first handshake presented no
+  // certificate or an untrusted one.
+  const verdicts = new WeakMap<TLSSocket, ClientVerdict>();
+  const trustedConnection = (socket: TLSSocket): ClientVerdict => {
+    let verdict = verdicts.get(socket);
+    if (verdict === undefined) {
+      verdict = verifyClientChain(peerChain(socket.getPeerX509Certificate()), clientCas);
+      verdicts.set(socket, verdict);
     }
-    return ok;
+    return verdict;
   };
+  const limits = o.limits ?? DEFAULT_LIMITS;
   let shuttingDown = false;
   let draining = false;
 
@@ -127,7 +134,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
       ...baseTls,
       ...initialContext,
       // Ask for a client certificate but let the handshake through: the kubelet's
-      // probes have none. /mutate itself refuses clients without a valid one.
+      // probes have none. Every other request is refused without a valid one.
       ...(o.tls.clientCaFile ? { requestCert: true, rejectUnauthorized: false } : {}),
     },
     ...(o.tls.clientCaFile ? { clientAuthorized: (socket: TLSSocket) => trustedConnection(socket) } : {}),
@@ -136,6 +143,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     metrics,
     logger,
     bodyLimit: o.bodyLimit,
+    limits,
     readiness: () => {
       const reasons = [...identities.notReady()];
       if (!certificateLoaded) reasons.push('no serving certificate loaded');
@@ -192,24 +200,47 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
   const metricsPort = (metricsApp.server.address() as { port: number }).port;
   logger.info({ port, metricsPort }, 'webhook listening');
 
+  // Connections that have not sent a request yet, with when they were accepted.
+  // At shutdown they are given --request-header-timeout to send one (it is then
+  // answered, with Connection: close) instead of being cut off while it arrives.
+  const fresh = new Map<TLSSocket, number>();
+  app.server.on('secureConnection', (socket: TLSSocket) => {
+    fresh.set(socket, performance.now());
+    socket.once('close', () => fresh.delete(socket));
+  });
+  app.server.on('request', (request: { socket: TLSSocket }) => {
+    fresh.delete(request.socket);
+  });
+
   let closing: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     closing ??= (async () => {
+      // From now on /readyz is 503, and every response closes its connection, so
+      // keep-alive clients reconnect, through the Service, to a ready endpoint
+      // instead of staying pinned to this one; /mutate answers normally.
       shuttingDown = true;
+      draining = true;
       if (o.shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, o.shutdownDelayMs));
+      logger.info({ shutdownTimeoutMs: o.shutdownTimeoutMs }, 'closing the listener; finishing in-flight requests');
       const deadline = new Promise<void>((resolve) => {
         const t = setTimeout(() => {
           logger.warn({ timeoutMs: o.shutdownTimeoutMs }, 'in-flight requests did not finish in time; closing');
           app.server.closeAllConnections();
+          for (const socket of fresh.keys()) socket.destroy();
           resolve();
         }, o.shutdownTimeoutMs);
         t.unref();
       });
-      draining = true;
-      // app.close() closes idle keep-alive connections once; connections busy at
-      // that moment become idle later and would hold close() open until the
-      // client gives up, so keep closing idle ones until everything is done.
-      const sweep = setInterval(() => app.server.closeIdleConnections(), 250);
+      // The listener closes (Node then closes the idle keep-alive connections).
+      // Requests in flight finish and their responses say Connection: close.
+      // Connections busy now become idle later, and would hold close() open until
+      // the client gives up: keep closing idle ones, and fresh ones that sent no
+      // request within --request-header-timeout, until everything is done.
+      const sweep = setInterval(() => {
+        app.server.closeIdleConnections();
+        const now = performance.now();
+        for (const [socket, acceptedAt] of fresh) if (now - acceptedAt > limits.headersTimeoutMs) socket.destroy();
+      }, 100);
       try {
         await Promise.race([app.close(), deadline]);
       } finally {

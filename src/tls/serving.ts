@@ -17,18 +17,6 @@ export function pemCertificates(pem: string): X509Certificate[] {
   return blocks.map((b) => new X509Certificate(b));
 }
 
-/**
- * Whether a client certificate is valid now and signed by one of `cas`.
- * Checked by the webhook itself rather than trusting TLSSocket.authorized,
- * which Node reports as true on a resumed TLS session even when the first
- * handshake presented no certificate or an untrusted one.
- */
-export function clientCertificateTrusted(peer: X509Certificate | undefined, cas: readonly X509Certificate[], now = Date.now()): boolean {
-  if (!peer) return false;
-  if (Date.parse(peer.validFrom) > now || Date.parse(peer.validTo) < now) return false;
-  return cas.some((ca) => peer.checkIssued(ca) && peer.verify(ca.publicKey));
-}
-
 /** Go's names for the TLS versions, as the reference webhook's flag takes them. */
 const TLS_VERSIONS = { '1.0': 'TLSv1', '1.1': 'TLSv1.1', '1.2': 'TLSv1.2', '1.3': 'TLSv1.3' } as const;
 export type TlsVersionFlag = keyof typeof TLS_VERSIONS;

@@ -1,0 +1,287 @@
+// npm run soak: the real `serve` process under attack while a legitimate client
+// sends normal reviews. For SOAK_SECONDS (default 20) per phase, hostile
+// clients send maximum-size AdmissionReviews (huge annotation values, just under
+// --max-request-body-bytes), dribble bodies (headers, then a byte a second), and
+// hold idle connections; with --client-ca (the second phase) they have no client
+// certificate. Prints the serve process's peak RSS and the legitimate client's
+// p50/p99 during the attack, against the targets (peak RSS < 200 MiB, p99 < 50 ms;
+// the manifests' memory limit is 256 Mi).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { Agent, request } from 'node:https';
+import { join } from 'node:path';
+import { type TLSSocket, connect } from 'node:tls';
+import { freePort, httpsStatus, until } from '../test/helpers/cluster.js';
+import { createTestPki } from '../test/helpers/tls.js';
+import { realisticReview } from './review.js';
+
+const SECONDS = Number(process.env['SOAK_SECONDS'] ?? 20);
+const BODY_LIMIT = 6 * 1024 * 1024;
+const BIG_SENDERS = Number(process.env['SOAK_BIG'] ?? 16);
+const SLOW_BODIES = Number(process.env['SOAK_SLOW'] ?? 200);
+const IDLE_CONNECTIONS = Number(process.env['SOAK_IDLE'] ?? 300);
+const LEGIT_RATE = 100;
+const TARGET_RSS_MIB = 200;
+const TARGET_P99_MS = 50;
+
+/** Peak (VmHWM) and current (VmRSS) resident memory of a process, in MiB. */
+function memory(pid: number): { peak: number; now: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN);
+  return { peak: kb('VmHWM') / 1024, now: kb('VmRSS') / 1024 };
+}
+
+/** A valid AdmissionReview of `size` bytes: a pod whose annotations hold ~128 KiB values. */
+function hostileReview(size: number): Buffer {
+  const annotations: Record<string, string> = {};
+  const base = JSON.parse(realisticReview('shop', 'checkout')) as { request: { object: { metadata: { annotations: Record<string, string> } } } };
+  base.request.object.metadata.annotations = annotations;
+  const chunk = 128 * 1024;
+  let i = 0;
+  while (JSON.stringify(base).length + chunk + 64 < size) annotations[`attack.example.com/a${i++}`] = 'x'.repeat(chunk);
+  annotations['attack.example.com/last'] = '';
+  annotations['attack.example.com/last'] = 'y'.repeat(size - JSON.stringify(base).length);
+  const body = Buffer.from(JSON.stringify(base));
+  if (body.length !== size) throw new Error(`hostile review is ${body.length} bytes, not ${size}`);
+  return body;
+}
+
+interface Tls {
+  ca: string;
+  cert?: string;
+  key?: string;
+}
+
+function open(port: number, tls: Tls): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, ca: tls.ca, servername: 'localhost', ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}) });
+    socket.once('secureConnect', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+const head = (length: number): string => `POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`;
+
+interface Attack {
+  stop(): Promise<void>;
+  /** Counters for the report. */
+  stats: Record<string, number>;
+}
+
+/** Runs `loop` in `count` parallel workers until stop(); each worker's errors are counted, not thrown. */
+function workers(count: number, stats: Record<string, number>, name: string, loop: (running: () => boolean) => Promise<void>): Attack {
+  let running = true;
+  const all = Array.from({ length: count }, async () => {
+    while (running) {
+      try {
+        await loop(() => running);
+      } catch {
+        stats[`${name} errors`] = (stats[`${name} errors`] ?? 0) + 1;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  });
+  return {
+    stats,
+    stop: async () => {
+      running = false;
+      await Promise.all(all);
+    },
+  };
+}
+
+/** Whole hostile bodies, as fast as the server takes them, a new connection each. */
+function bigBodies(port: number, tls: Tls, body: Buffer, stats: Record<string, number>): Attack {
+  return workers(BIG_SENDERS, stats, 'big-body', async () => {
+    const socket = await open(port, tls);
+    await new Promise<void>((resolve) => {
+      let answer = '';
+      socket.on('data', (d: Buffer) => {
+        answer += d.toString('latin1');
+        if (answer.includes('\r\n\r\n')) {
+          const status = answer.slice(9, 12);
+          stats[`big-body ${status}`] = (stats[`big-body ${status}`] ?? 0) + 1;
+          socket.destroy();
+        }
+      });
+      socket.on('error', () => undefined);
+      socket.once('close', () => resolve());
+      socket.write(head(body.length));
+      socket.write(body);
+    });
+  });
+}
+
+/** Headers for a maximum-size body, then one byte a second; reconnects when the server closes it. */
+function slowBodies(port: number, tls: Tls, stats: Record<string, number>): Attack {
+  return workers(SLOW_BODIES, stats, 'slow-body', async (running) => {
+    const socket = await open(port, tls);
+    const openedAt = Date.now();
+    socket.on('error', () => undefined);
+    socket.write(head(BODY_LIMIT - 1));
+    const timer = setInterval(() => (running() ? socket.write(' ') : socket.destroy()), 1000);
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    clearInterval(timer);
+    if (running()) {
+      stats['slow-body closed by server'] = (stats['slow-body closed by server'] ?? 0) + 1;
+      stats['slow-body longest held ms'] = Math.max(stats['slow-body longest held ms'] ?? 0, Date.now() - openedAt);
+    }
+  });
+}
+
+/** TLS connections that never send a request. */
+function idleConnections(port: number, tls: Tls, stats: Record<string, number>): Attack {
+  return workers(IDLE_CONNECTIONS, stats, 'idle', async (running) => {
+    const socket = await open(port, tls);
+    socket.on('error', () => undefined);
+    const timer = setInterval(() => running() || socket.destroy(), 200);
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    clearInterval(timer);
+    if (running()) stats['idle closed by server'] = (stats['idle closed by server'] ?? 0) + 1;
+  });
+}
+
+interface Legit {
+  sent: number;
+  failed: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** Normal reviews at a steady rate over keep-alive connections, each timed. */
+async function legitimate(port: number, tls: Tls, seconds: number): Promise<Legit> {
+  const agent = new Agent({ ca: tls.ca, keepAlive: true, maxSockets: 8, ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}) });
+  const body = realisticReview('shop', 'checkout');
+  const latencies: number[] = [];
+  let failed = 0;
+  let sent = 0;
+  const pending = new Set<Promise<void>>();
+  const started = Date.now();
+  const one = (): void => {
+    sent++;
+    const start = process.hrtime.bigint();
+    const p = new Promise<void>((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path: '/mutate', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          if (res.statusCode !== 200) failed++;
+          else latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
+          resolve();
+        });
+      });
+      req.on('error', () => {
+        failed++;
+        resolve();
+      });
+      req.end(body);
+    });
+    pending.add(p);
+    void p.then(() => pending.delete(p));
+  };
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const elapsed = Date.now() - started;
+      if (elapsed >= seconds * 1000) {
+        clearInterval(timer);
+        resolve();
+        return;
+      }
+      const due = Math.floor((elapsed * LEGIT_RATE) / 1000);
+      while (sent < due) one();
+    }, 5);
+  });
+  await Promise.all(pending);
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+  return { sent, failed, p50: at(0.5), p99: at(0.99), max: latencies.at(-1) ?? NaN };
+}
+
+async function startFakeApi(): Promise<ChildProcess & { kubeconfigPath: string }> {
+  const child = spawn(process.execPath, ['dist-bench/bench/fake-api.js', '1000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const kubeconfigPath = await new Promise<string>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())));
+  return Object.assign(child, { kubeconfigPath });
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
+async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeof createTestPki>, mtls: boolean): Promise<boolean> {
+  const serving = pki.issue(`soak-${name}`);
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const args = [
+    'dist/cli.js', 'serve', '--kubeconfig', kubeconfigPath, '--tls-cert', serving.certFile, '--tls-key', serving.keyFile,
+    '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', '127.0.0.1', '--log-level', 'info',
+    ...(mtls ? ['--client-ca', join(pki.dir, 'ca.crt')] : []),
+    ...(process.env['SOAK_SERVE_ARGS'] ?? '').split(' ').filter(Boolean),
+  ];
+  const serve = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  try {
+    await until('the webhook to be ready', async () => ((await httpsStatus(port, '/readyz', pki.caCert)) === 200 ? true : undefined), {
+      everyMs: 50,
+      giveUpIf: () => (serve.exitCode !== null ? `serve exited with ${serve.exitCode}` : undefined),
+    });
+    const client = pki.issue(`soak-client-${name}`, { client: true });
+    const legitTls: Tls = { ca: pki.caCert, ...(mtls ? { cert: client.cert, key: client.key } : {}) };
+    const before = memory(serve.pid!);
+    // A few seconds of the legitimate client alone, for comparison.
+    const quiet = await legitimate(port, legitTls, 3);
+    // The attackers run in a process of their own, so that their work does not
+    // delay the legitimate client's timers and sockets.
+    const attacker = spawn(process.execPath, [process.argv[1] as string, 'attack', String(port), join(pki.dir, 'ca.crt'), String(SECONDS + 2)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let report = '';
+    attacker.stdout!.on('data', (d: Buffer) => (report += d.toString()));
+    const attackerDone = new Promise<void>((resolve) => attacker.once('exit', () => resolve()));
+    // The attack is under way once its first connections are in (one second).
+    await new Promise((r) => setTimeout(r, 1000));
+    let sampled = 0;
+    const sampler = setInterval(() => (sampled = Math.max(sampled, memory(serve.pid!).now)), 100);
+    const legit = await legitimate(port, legitTls, SECONDS);
+    clearInterval(sampler);
+    await attackerDone;
+    const stats = JSON.parse(report || '{}') as Record<string, number>;
+    const after = memory(serve.pid!);
+    const ok = after.peak < TARGET_RSS_MIB && legit.p99 < TARGET_P99_MS && legit.failed === 0;
+    console.log(`\n== ${name}: ${SECONDS} s; ${BIG_SENDERS} senders of ${BODY_LIMIT - 1024}-byte reviews, ${SLOW_BODIES} slow bodies, ${IDLE_CONNECTIONS} idle connections${mtls ? ', all without a client certificate (--client-ca on)' : ''}`);
+    console.log(`serve RSS: before ${before.now.toFixed(0)} MiB, peak ${after.peak.toFixed(0)} MiB (sampled max ${sampled.toFixed(0)} MiB), after ${after.now.toFixed(0)} MiB (target peak < ${TARGET_RSS_MIB} MiB)`);
+    console.log(`legitimate client, quiet:        sent ${quiet.sent}, failed ${quiet.failed}, p50 ${quiet.p50.toFixed(2)} ms, p99 ${quiet.p99.toFixed(2)} ms, max ${quiet.max.toFixed(2)} ms`);
+    console.log(`legitimate client, under attack: sent ${legit.sent}, failed ${legit.failed}, p50 ${legit.p50.toFixed(2)} ms, p99 ${legit.p99.toFixed(2)} ms, max ${legit.max.toFixed(2)} ms (target p99 < ${TARGET_P99_MS} ms)`);
+    console.log(`attack: ${Object.entries(stats).sort().map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    console.log(`targets ${ok ? 'met' : 'NOT met'}`);
+    return ok;
+  } finally {
+    await stop(serve);
+  }
+}
+
+/** The attacker process: every attack at once for `seconds`, then the counters as JSON on stdout. */
+async function attack(port: number, caFile: string, seconds: number): Promise<void> {
+  const tls: Tls = { ca: readFileSync(caFile, 'utf8') };
+  const stats: Record<string, number> = {};
+  const attacks = [bigBodies(port, tls, hostileReview(BODY_LIMIT - 1024), stats), slowBodies(port, tls, stats), idleConnections(port, tls, stats)];
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  await Promise.all(attacks.map((a) => a.stop()));
+  process.stdout.write(JSON.stringify(stats));
+}
+
+async function main(): Promise<void> {
+  const pki = createTestPki();
+  const fake = await startFakeApi();
+  try {
+    const open = await phase('open', fake.kubeconfigPath, pki, false);
+    const mtls = await phase('client-ca', fake.kubeconfigPath, pki, true);
+    console.log(`\nsoak: ${open && mtls ? 'all targets met' : 'targets NOT met'}`);
+  } finally {
+    await stop(fake);
+  }
+}
+
+if (process.argv[2] === 'attack') await attack(Number(process.argv[3]), process.argv[4] as string, Number(process.argv[5]));
+else await main();
