@@ -263,7 +263,7 @@ t.test("/webhook: the reference's entry point runs serve with the manifest's fla
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
   const version = run('--version');
   t.equal(version.status, 0, version.stderr);
-  t.equal(version.stdout.trim(), pkg.version, '/webhook --version prints the version (serve has --version, as the reference)');
+  t.match(version.stdout.trim(), new RegExp(`^${pkg.version.replace(/\./g, '\\.')} \\(commit `), '/webhook --version prints the version (serve has --version, as the reference)');
   const help = run('--help');
   t.match(help.stdout, /Usage: pod-identity-webhook serve/, 'it is `serve`');
   t.match(help.stdout, /--in-cluster/, 'with the reference\'s flags');
