@@ -329,7 +329,8 @@ COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length 
   t.same(complete('pod-identity-webhook', 'mutate', '-o', ''), ['patch', 'pod', 'json', 'yaml', 'review']);
   t.same(complete('pod-identity-webhook', 'mutate', '--service-'), ['--service-account']);
   t.same(complete('pod-identity-webhook', 'doctor', '--output', 'y'), ['yaml']);
-  t.same(complete('pod-identity-webhook', 'serve', '--log-f'), ['--log-format']);
+  t.same(complete('pod-identity-webhook', 'serve', '--log-fo'), ['--log-format']);
+  t.same(complete('pod-identity-webhook', 'serve', '--log-f'), ['--log-format', '--log-file', '--log-file-max-size']);
   t.same(complete('pod-identity-webhook', 'serve', '--log-format', ''), ['json', 'text']);
   t.same(complete('pod-identity-webhook', 'completion', ''), ['bash', 'zsh', 'fish']);
   t.same(complete('pod-identity-webhook', 'mutate', '-f', join(dir, 'manif')), [join(dir, 'manifest.yaml')]);
