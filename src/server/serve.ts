@@ -81,7 +81,16 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
   const trustedConnection = (socket: TLSSocket): ClientVerdict => {
     let verdict = verdicts.get(socket);
     if (verdict === undefined) {
-      verdict = verifyClientChain(peerChain(socket.getPeerX509Certificate()), clientCas);
+      const leaf = socket.getPeerX509Certificate();
+      verdict = verifyClientChain(peerChain(leaf), clientCas);
+      // Node 24 no longer exposes the intermediates a client sent (issuerCertificate
+      // is undefined). OpenSSL has verified that chain against --client-ca in the
+      // handshake, with the ssl_client purpose (validity, CA flags, clientAuth on
+      // every extended key usage); its verdict holds for a full handshake, not a
+      // resumed one.
+      if (!verdict.trusted && leaf && !leaf.issuerCertificate && socket.authorized && !socket.isSessionReused()) {
+        verdict = { trusted: true };
+      }
       verdicts.set(socket, verdict);
     }
     return verdict;
