@@ -2,9 +2,10 @@
 // certificate, and optionally puts the CA into the webhook configuration.
 import { isIP } from 'node:net';
 import { mkdirSync } from 'node:fs';
-import { AdmissionregistrationV1Api, ApiException, type KubeConfig } from '@kubernetes/client-node';
 import { Command, InvalidArgumentError } from 'commander';
 import { CERT_DEFAULTS } from '../config.js';
+import type { KubeConnection } from '../kube/client.js';
+import { KubeApiError, kubeRequest, PATCH } from '../kube/request.js';
 import {
   canonicalIp,
   type CertificateResult,
@@ -83,40 +84,48 @@ export function parseRenewBefore(text: string): number {
 
 /** The Kubernetes Status message of a failed call, or the error's own message. */
 export function apiErrorMessage(err: unknown): string {
-  if (err instanceof ApiException) {
-    const body: unknown = typeof err.body === 'string' ? safeJson(err.body) : err.body;
-    const message = (body as { message?: unknown } | undefined)?.message;
-    return `HTTP ${err.code}${typeof message === 'string' ? `: ${message}` : ''}`;
+  if (err instanceof KubeApiError) {
+    const message = safeMessage(err.body ?? '');
+    return `HTTP ${err.status ?? '?'}${message ? `: ${message}` : ''}`;
   }
   return (err as Error).message;
 }
 
-function safeJson(text: string): unknown {
+function safeMessage(text: string): string | undefined {
   try {
-    return JSON.parse(text);
+    const message = (JSON.parse(text) as { message?: unknown } | null)?.message;
+    return typeof message === 'string' ? message : undefined;
   } catch {
     return undefined;
   }
 }
 
+interface WebhookConfiguration {
+  metadata?: { resourceVersion?: string };
+  webhooks?: { clientConfig?: { caBundle?: string } }[] | null;
+}
+
+/** A request to the API server must not hold the command forever. */
+const API_TIMEOUT_MS = 30_000;
+
 /**
  * Sets every webhook's clientConfig.caBundle of a MutatingWebhookConfiguration.
- * A JSON patch touches only those fields (a read-modify-replace through typed
- * models would drop fields this client does not know); the resourceVersion
- * test makes it fail rather than patch the wrong webhook if the list changed.
+ * A JSON patch touches only those fields (a read-modify-replace would drop
+ * fields this program does not know); the resourceVersion test makes it fail
+ * rather than patch the wrong webhook if the list changed.
  */
-export async function patchWebhookCaBundle(kc: KubeConfig, name: string, caPem: string): Promise<{ updated: number; total: number }> {
-  const api = kc.makeApiClient(AdmissionregistrationV1Api);
+export async function patchWebhookCaBundle(kc: KubeConnection, name: string, caPem: string): Promise<{ updated: number; total: number }> {
+  const path = `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${encodeURIComponent(name)}`;
   const bundle = Buffer.from(caPem).toString('base64');
   for (let attempt = 1; ; attempt++) {
-    let config;
+    let config: WebhookConfiguration;
     try {
-      config = await api.readMutatingWebhookConfiguration({ name });
+      config = ((await kubeRequest(kc, { path, signal: AbortSignal.timeout(API_TIMEOUT_MS) })).body ?? {}) as WebhookConfiguration;
     } catch (err) {
-      if (err instanceof ApiException && err.code === 404) throw new Error(`MutatingWebhookConfiguration "${name}" not found`);
+      if (err instanceof KubeApiError && err.status === 404) throw new Error(`MutatingWebhookConfiguration "${name}" not found`);
       throw new Error(`cannot read MutatingWebhookConfiguration "${name}": ${apiErrorMessage(err)}`);
     }
-    const webhooks = config.webhooks ?? [];
+    const webhooks = Array.isArray(config.webhooks) ? config.webhooks : [];
     if (webhooks.length === 0) throw new Error(`MutatingWebhookConfiguration "${name}" has no webhooks`);
     const stale = webhooks.flatMap((w, i) => (w.clientConfig?.caBundle === bundle ? [] : [i]));
     if (stale.length === 0) return { updated: 0, total: webhooks.length };
@@ -125,11 +134,11 @@ export async function patchWebhookCaBundle(kc: KubeConfig, name: string, caPem: 
       ...stale.map((i) => ({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: bundle })),
     ];
     try {
-      await api.patchMutatingWebhookConfiguration({ name, body: ops });
+      await kubeRequest(kc, { method: 'PATCH', path, body: ops, contentType: PATCH.json, signal: AbortSignal.timeout(API_TIMEOUT_MS) });
       return { updated: stale.length, total: webhooks.length };
     } catch (err) {
       // A concurrent change fails the test operation (409/422): read again and retry.
-      const conflict = err instanceof ApiException && (err.code === 409 || err.code === 422);
+      const conflict = err instanceof KubeApiError && (err.status === 409 || err.status === 422);
       if (!conflict || attempt >= 5) {
         throw new Error(`cannot patch MutatingWebhookConfiguration "${name}": ${apiErrorMessage(err)}`);
       }

@@ -1,6 +1,6 @@
 // `doctor`: explains what a new pod of a ServiceAccount gets from the webhook
 // and, when it gets nothing or cannot assume its role, why.
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConnection } from '../kube/client.js';
 import { Command, Option } from 'commander';
 import { DEFAULT_MUTATION_OPTIONS, type MutationOptions } from '../config.js';
 import { type CheckStatus, DEFAULT_WEBHOOK_CONFIG, type DoctorReport, runDoctorChecks } from '../doctor/checks.js';
@@ -57,7 +57,7 @@ function loadPolicy(path: string): TrustPolicy {
   }
 }
 
-function clusterFrom(flags: DoctorFlags): KubeConfig | undefined {
+function clusterFrom(flags: DoctorFlags): KubeConnection | undefined {
   if (flags.offline) {
     if (flags.kubeconfig || flags.kubeApi || flags.context) throw new UsageError('--offline does not go with --kubeconfig, --context or --kube-api');
     return undefined;

@@ -2,8 +2,7 @@
 // parsed with Go's rules (`--flag value`, `--flag=value`, booleans as `--flag`
 // or `--flag=true|false`, durations such as `2s`).
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { type KubeConnectionFlags, KubeConfigError, loadKubeConfig } from '../kube/client.js';
+import { type KubeConnection, type KubeConnectionFlags, KubeConfigError, loadKubeConfig } from '../kube/client.js';
 import { DEFAULT_MUTATION_OPTIONS as D, MIN_TOKEN_EXPIRATION, type MutationOptions } from '../config.js';
 import { parseGoBool, parseGoInt } from '../mutation/values.js';
 
@@ -18,7 +17,7 @@ export class CommandError extends Error {}
  * ~/.kube/config (then --context and --kube-api); a configuration that cannot
  * be used is a usage error.
  */
-export function kubeConfigFromFlags(flags: KubeConnectionFlags): KubeConfig {
+export function kubeConfigFromFlags(flags: KubeConnectionFlags): KubeConnection {
   try {
     return loadKubeConfig({ kubeconfig: flags.kubeconfig, kubeApi: flags.kubeApi, context: flags.context, inCluster: flags.inCluster });
   } catch (err) {

@@ -2,7 +2,8 @@
 // role's trust policy, each one sentence, so that "my pod has no AWS
 // credentials" becomes the one thing to fix. Cluster reads are optional:
 // without a cluster the trust-policy part still runs on --issuer.
-import type { KubeConfig, V1MutatingWebhook, V1MutatingWebhookConfiguration, V1Pod } from '@kubernetes/client-node';
+import type { KubeConnection } from '../kube/client.js';
+import type { V1MutatingWebhook, V1MutatingWebhookConfiguration, V1Pod } from '@kubernetes/client-node';
 import { isIP } from 'node:net';
 import jsonpatch from 'fast-json-patch';
 import { ANNOTATION, DEFAULT_MUTATION_OPTIONS, type MutationOptions } from '../config.js';
@@ -58,7 +59,7 @@ export interface DoctorOptions {
   namespace: string;
   serviceAccount: string;
   /** Undefined: offline, only what the flags say is checked. */
-  kubeConfig?: KubeConfig | undefined;
+  kubeConfig?: KubeConnection | undefined;
   trustPolicy?: TrustPolicy | undefined;
   /** Overrides the API server's issuer (and is the only source offline). */
   issuer?: string | undefined;
@@ -362,7 +363,7 @@ const DISCOVERY_HINTS: Record<number, string> = {
  * generated clients cannot be aborted, and a hung request would keep the
  * command from exiting.
  */
-async function servedIssuer(kc: KubeConfig, timeoutMs: number): Promise<{ issuer: string; keys: number }> {
+async function servedIssuer(kc: KubeConnection, timeoutMs: number): Promise<{ issuer: string; keys: number }> {
   const get = async (path: string): Promise<Record<string, unknown>> => {
     const answer = await kubeGet(kc, path, timeoutMs);
     if (answer.status !== 200) throw new Error(`GET ${path}: ${answerError(answer)}${DISCOVERY_HINTS[answer.status] ?? ''}`);
@@ -379,7 +380,7 @@ async function servedIssuer(kc: KubeConfig, timeoutMs: number): Promise<{ issuer
 }
 
 /** The first webhook of the configuration that sees pod CREATE and calls a Service: that Service, its endpoints, its Deployment. */
-export async function locateWebhook(kc: KubeConfig, configName: string, timeoutMs: number): Promise<WebhookLocation> {
+export async function locateWebhook(kc: KubeConnection, configName: string, timeoutMs: number): Promise<WebhookLocation> {
   try {
     const answer = await kubeGet(kc, `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${encodeURIComponent(configName)}`, timeoutMs);
     if (answer.status !== 200) return {};
@@ -404,7 +405,7 @@ export async function locateWebhook(kc: KubeConfig, configName: string, timeoutM
 
 /** The webhook checks; returns true when one failed. */
 async function checkWebhook(
-  kc: KubeConfig,
+  kc: KubeConnection,
   o: DoctorOptions,
   location: WebhookLocation,
   timeoutMs: number,

@@ -2,7 +2,7 @@
 // endpoints (EndpointSlices, or Endpoints on older clusters), and the
 // Deployment whose pods back it, whose container args are the webhook's
 // flags. Each read has a deadline; what cannot be read is said, not guessed.
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConnection } from '../kube/client.js';
 import { answerError, kubeGet } from './kube.js';
 
 export interface ServiceRef {
@@ -42,7 +42,7 @@ interface PortSpec {
 const selectorText = (s: Record<string, string>): string => Object.entries(s).map(([k, v]) => `${k}=${v}`).join(',');
 
 /** Ready endpoints of the service port from EndpointSlices; undefined when they cannot be read. */
-async function sliceEndpoints(kc: KubeConfig, svc: ServiceRef, portName: string, timeoutMs: number): Promise<{ ready: Endpoint[]; notReady: number } | undefined> {
+async function sliceEndpoints(kc: KubeConnection, svc: ServiceRef, portName: string, timeoutMs: number): Promise<{ ready: Endpoint[]; notReady: number } | undefined> {
   const selector = encodeURIComponent(`kubernetes.io/service-name=${svc.name}`);
   const answer = await kubeGet(kc, `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(svc.namespace)}/endpointslices?labelSelector=${selector}`, timeoutMs);
   if (answer.status !== 200) return undefined;
@@ -62,7 +62,7 @@ async function sliceEndpoints(kc: KubeConfig, svc: ServiceRef, portName: string,
 }
 
 /** The same from the older Endpoints object. */
-async function legacyEndpoints(kc: KubeConfig, svc: ServiceRef, portName: string, timeoutMs: number): Promise<{ ready: Endpoint[]; notReady: number } | string> {
+async function legacyEndpoints(kc: KubeConnection, svc: ServiceRef, portName: string, timeoutMs: number): Promise<{ ready: Endpoint[]; notReady: number } | string> {
   const answer = await kubeGet(kc, `/api/v1/namespaces/${encodeURIComponent(svc.namespace)}/endpoints/${encodeURIComponent(svc.name)}`, timeoutMs);
   if (answer.status === 404) return { ready: [], notReady: 0 };
   if (answer.status !== 200) return answerError(answer);
@@ -82,7 +82,7 @@ async function legacyEndpoints(kc: KubeConfig, svc: ServiceRef, portName: string
 }
 
 /** Does the Service exist, serve the port, and have ready endpoints behind it? */
-export async function serviceState(kc: KubeConfig, svc: ServiceRef, timeoutMs: number): Promise<ServiceState> {
+export async function serviceState(kc: KubeConnection, svc: ServiceRef, timeoutMs: number): Promise<ServiceState> {
   const port = svc.port ?? 443;
   const who = `Service ${svc.namespace}/${svc.name}`;
   let answer;
@@ -132,7 +132,7 @@ export function webhookArgs(container: { command?: string[]; args?: string[] }):
 }
 
 /** The Deployment in the Service's namespace whose pods the Service selects, and its webhook container's flags. */
-export async function webhookDeployment(kc: KubeConfig, namespace: string, selector: Record<string, string>, timeoutMs: number): Promise<WebhookDeployment | undefined> {
+export async function webhookDeployment(kc: KubeConnection, namespace: string, selector: Record<string, string>, timeoutMs: number): Promise<WebhookDeployment | undefined> {
   const answer = await kubeGet(kc, `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments`, timeoutMs);
   if (answer.status !== 200) return undefined;
   type Container = { name?: string; command?: string[]; args?: string[]; image?: string };

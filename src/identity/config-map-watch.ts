@@ -2,9 +2,9 @@
 // kept current by a reflector. An update replaces the whole map, a deletion
 // empties it (the reference webhook keeps serving stale entries after a
 // delete), and an invalid data.config keeps the last good map.
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { CONFIG_MAP_NAME } from '../config.js';
+import type { KubeConnection } from '../kube/client.js';
 import { type ReflectorEvents, type ReflectorTuning, createReflector } from '../kube/reflector.js';
 import { type ConfigMapIdentities, EMPTY_CONFIG_MAP, parseConfigMapConfig } from './config-map.js';
 
@@ -21,7 +21,7 @@ export interface ConfigMapWatchEvents extends ReflectorEvents {
 }
 
 export interface ConfigMapWatchOptions extends ReflectorTuning {
-  kc: KubeConfig;
+  kc: KubeConnection;
   namespace: string;
   /** Defaults to CONFIG_MAP_NAME. */
   name?: string | undefined;

@@ -4,11 +4,11 @@
 // else. A pod can arrive before the watch has delivered its brand-new
 // ServiceAccount; lookup() then races the watch against a direct GET.
 import { setMaxListeners } from 'node:events';
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { SERVER_DEFAULTS } from '../config.js';
 import { type ReflectorEvents, type ReflectorTuning, type ReflectorHandlers, createReflector } from '../kube/reflector.js';
-import { getJson } from '../kube/reflector-request.js';
+import type { KubeConnection } from '../kube/client.js';
+import { KubeApiError, kubeRequest } from '../kube/request.js';
 import { NO_SETTINGS, type ServiceAccountSettings, parseServiceAccountAnnotations } from './service-account.js';
 import type { RoleArnComposition } from './role-arn.js';
 
@@ -132,7 +132,7 @@ export interface LookupResult {
 }
 
 export interface ServiceAccountCacheOptions extends ReflectorTuning {
-  kc: KubeConfig;
+  kc: KubeConnection;
   annotationPrefix: string;
   /** --compose-role-arn. */
   roleArnComposition?: RoleArnComposition | undefined;
@@ -224,9 +224,13 @@ export function createServiceAccountCache(options: ServiceAccountCacheOptions): 
       try {
         const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}`;
         // Nobody waits longer than the grace period, so neither does the GET (it would hold a slot).
-        const { statusCode, body } = await getJson(kc, path, {}, stopController.signal, gracePeriodMs);
-        if (statusCode === 404) return { kind: 'not-found' };
-        const sa = body as ServiceAccountObject;
+        let sa: ServiceAccountObject;
+        try {
+          sa = (await kubeRequest(kc, { path, signal: stopController.signal, idleMs: gracePeriodMs })).body as ServiceAccountObject;
+        } catch (err) {
+          if (err instanceof KubeApiError && err.status === 404) return { kind: 'not-found' };
+          throw err;
+        }
         const settings = parseServiceAccountAnnotations(sa.metadata?.annotations, annotationPrefix, options.roleArnComposition);
         // The watch is the authority: if it upserted or deleted the key meanwhile, our copy may be older.
         if (!touched && !store.get(namespace, name)) store.set(namespace, name, settings);

@@ -1,15 +1,13 @@
-// A list-then-watch loop in the style of client-go's reflector. The informer
-// of @kubernetes/client-node stops for good on the first error and has no
-// guard against a watch that goes quiet, so this one is self-healing instead:
-// paged list, watch from the list's resourceVersion (bookmarks keep it
+// A list-then-watch loop in the style of client-go's reflector, self-healing:
+// list (from the API server's watch cache, else paged from etcd), watch from the list's resourceVersion (bookmarks keep it
 // fresh), re-watch on close, relist at once on 410 Gone, capped exponential
 // backoff with jitter after errors (reset by every successful list or watch),
 // and a watchdog for silent watches.
 import type { IncomingMessage } from 'node:http';
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { SERVER_DEFAULTS } from '../config.js';
-import { IdleTimeoutError, KubeApiError, getJson, openGet, readBody, statusError } from './reflector-request.js';
+import type { KubeConnection } from './client.js';
+import { IdleTimeoutError, KubeApiError, kubeRequest, kubeStream, readBody, statusError } from './request.js';
 
 /** The part of every Kubernetes object the reflector reads. */
 export interface KubeObject {
@@ -62,7 +60,7 @@ export interface ReflectorTuning {
 }
 
 export interface ReflectorOptions<T extends KubeObject> extends ReflectorTuning {
-  kc: KubeConfig;
+  kc: KubeConnection;
   /** Collection path, e.g. /api/v1/serviceaccounts or /api/v1/namespaces/NS/configmaps. */
   path: string;
   fieldSelector?: string | undefined;
@@ -128,7 +126,7 @@ function failureKind(err: unknown): FailureKind {
 
 /** 410 Gone: the resourceVersion or continue token is older than the API server's history. */
 function isExpired(err: unknown): boolean {
-  return err instanceof KubeApiError && err.statusCode === 410;
+  return err instanceof KubeApiError && err.status === 410;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -179,24 +177,41 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
     }
   }
 
+  /**
+   * Where the next list reads from. The API server's watch cache answers a list
+   * with a resourceVersion (0 = any, else not older than it) in one response,
+   * without touching etcd: far faster than a consistent read, which it pages.
+   * After a 410 (our version is older than the cache's history) or a failed
+   * cache list, the next list is a paged consistent read.
+   */
+  let fromCache = true;
+
   /** Lists every page; returns the snapshot's resourceVersion. */
-  async function list(): Promise<string> {
+  async function list(lastVersion: string | undefined): Promise<string> {
     const started = Date.now();
+    const cached = fromCache;
     let count = 0;
     let token: string | undefined;
     let resourceVersion = '';
     if (handlers.listStart) safely('listStart', () => handlers.listStart?.());
     do {
-      // No resourceVersion: a consistent read, which the API server pages (RV=0 would not).
-      const { statusCode, body } = await getJson(
-        kc,
-        path,
-        { ...selectors, limit: pageSize, continue: token },
-        stopController.signal,
-        silenceMs,
-      );
-      if (statusCode === 404) throw new KubeApiError(`list ${path}: HTTP 404`, 404);
-      const page = body as { metadata?: { resourceVersion?: string; continue?: string }; items?: T[] | null };
+      // A continue token carries its snapshot; resourceVersion must not go with it.
+      const query = token !== undefined
+        ? { ...selectors, limit: pageSize, continue: token }
+        : cached
+          ? { ...selectors, resourceVersion: lastVersion ?? '0' }
+          : { ...selectors, limit: pageSize };
+      let body: unknown;
+      try {
+        ({ body } = await kubeRequest(kc, { path, query, signal: stopController.signal, idleMs: silenceMs }));
+      } catch (err) {
+        if (cached && token === undefined && !stopController.signal.aborted) fromCache = false;
+        throw err;
+      }
+      const page = (body ?? {}) as { metadata?: { resourceVersion?: string; continue?: string }; items?: T[] | null };
+      if (typeof page !== 'object' || (page.items !== undefined && page.items !== null && !Array.isArray(page.items))) {
+        throw new AnswerError(`list ${path}: not a list`);
+      }
       for (const item of page.items ?? []) {
         safely('upsert', () => handlers.upsert(item));
         count++;
@@ -206,8 +221,10 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
     } while (token !== undefined && !stopController.signal.aborted);
     stopController.signal.throwIfAborted();
     if (handlers.listEnd) safely('listEnd', () => handlers.listEnd?.());
+    // Back to the cache for the next relist once a list worked.
+    fromCache = true;
     const durationMs = Date.now() - started;
-    log.info({ count, durationMs, resourceVersion }, 'listed');
+    log.info({ count, durationMs, resourceVersion, from: cached ? 'watch cache' : 'etcd' }, 'listed');
     emit('listed', { count, durationMs });
     return resourceVersion;
   }
@@ -277,12 +294,11 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
         }
       };
 
-      openGet(
-        kc,
+      kubeStream(kc, {
         path,
-        { ...selectors, watch: 'true', resourceVersion: from, allowWatchBookmarks: 'true', timeoutSeconds: watchTimeoutSeconds },
-        controller.signal,
-      ).then(
+        query: { ...selectors, watch: 'true', resourceVersion: from, allowWatchBookmarks: 'true', timeoutSeconds: watchTimeoutSeconds },
+        signal: controller.signal,
+      }).then(
         async (response) => {
           res = response;
           if (settled) {
@@ -329,6 +345,8 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
   async function run(): Promise<void> {
     const signal = stopController.signal;
     let resourceVersion: string | undefined;
+    /** The newest version seen; a relist asks the cache for a state not older than it. */
+    let lastSeen: string | undefined;
     // Counted apart: after a long outage the first answers (429 while the
     // API server warms up, 410 for our old version) start from the first delay.
     const failures: Record<FailureKind, number> = { unreachable: 0, answered: 0 };
@@ -356,7 +374,8 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
     while (!signal.aborted) {
       if (resourceVersion === undefined) {
         try {
-          resourceVersion = await list();
+          resourceVersion = await list(lastSeen);
+          lastSeen = resourceVersion || lastSeen;
           succeeded();
           if (!synced) {
             synced = true;
@@ -367,7 +386,10 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
         } catch (err) {
           if (signal.aborted) break;
           // An expired continue token means starting the list over; anything else is retried the same way.
-          if (isExpired(err)) await expired({ err }, 'list expired; relisting');
+          if (isExpired(err)) {
+            fromCache = false;
+            await expired({ err }, 'list expired; relisting');
+          }
           else await fail(err instanceof IdleTimeoutError ? 'silence' : 'error', failureKind(err), { err }, 'list failed');
           continue;
         }
@@ -375,6 +397,7 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
 
       const end = await watch(resourceVersion, (rv) => {
         resourceVersion = rv;
+        lastSeen = rv;
         // Something arrived: the connection works, so the next problem starts from the first delay.
         succeeded();
         relistedOnExpiry = false;

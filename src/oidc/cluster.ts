@@ -1,6 +1,7 @@
 // Reading the OIDC documents the API server already serves
 // (ServiceAccountIssuerDiscovery), to republish them at a public URL.
-import { ApiException, type KubeConfig, OpenidApi, WellKnownApi } from '@kubernetes/client-node';
+import type { KubeConnection } from '../kube/client.js';
+import { KubeApiError, kubeRequest } from '../kube/request.js';
 import type { Jwk, Jwks } from './keys.js';
 
 export interface ServedIssuer {
@@ -8,31 +9,26 @@ export interface ServedIssuer {
   jwks: Jwks;
 }
 
-// The generated client types these answers as string but hands over the parsed
-// JSON when the content type is JSON-like (application/jwk-set+json is).
-function asObject(what: string, value: unknown): Record<string, unknown> {
-  const parsed: unknown = typeof value === 'string' ? JSON.parse(value) : value;
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${what}: not a JSON object`);
-  return parsed as Record<string, unknown>;
-}
-
-async function get(what: string, call: () => Promise<unknown>): Promise<Record<string, unknown>> {
+async function get(kc: KubeConnection, path: string): Promise<Record<string, unknown>> {
+  let body: unknown;
   try {
-    return asObject(what, await call());
+    // The JWKS comes as application/jwk-set+json.
+    ({ body } = await kubeRequest(kc, { path, accept: 'application/json, application/jwk-set+json', signal: AbortSignal.timeout(30_000) }));
   } catch (err) {
-    if (err instanceof ApiException) {
-      const hint = err.code === 401 || err.code === 403 ? ' (the caller needs the system:service-account-issuer-discovery ClusterRole)' : '';
-      const hint404 = err.code === 404 ? ' (is ServiceAccountIssuerDiscovery enabled, and --service-account-issuer set?)' : '';
-      throw new Error(`GET ${what}: HTTP ${err.code}${hint}${hint404}`);
+    if (err instanceof KubeApiError) {
+      const hint = err.status === 401 || err.status === 403 ? ' (the caller needs the system:service-account-issuer-discovery ClusterRole)' : '';
+      const hint404 = err.status === 404 ? ' (is ServiceAccountIssuerDiscovery enabled, and --service-account-issuer set?)' : '';
+      throw new Error(`GET ${path}: HTTP ${err.status}${hint}${hint404}`);
     }
-    throw new Error(`GET ${what}: ${(err as Error).message}`);
+    throw new Error(`GET ${path}: ${(err as Error).message}`);
   }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new Error(`${path}: not a JSON object`);
+  return body as Record<string, unknown>;
 }
 
-export async function fetchServedIssuer(kc: KubeConfig): Promise<ServedIssuer> {
-  const discovery = await get('/.well-known/openid-configuration', () =>
-    kc.makeApiClient(WellKnownApi).getServiceAccountIssuerOpenIDConfiguration());
-  const jwks = await get('/openid/v1/jwks', () => kc.makeApiClient(OpenidApi).getServiceAccountIssuerOpenIDKeyset());
+export async function fetchServedIssuer(kc: KubeConnection): Promise<ServedIssuer> {
+  const discovery = await get(kc, '/.well-known/openid-configuration');
+  const jwks = await get(kc, '/openid/v1/jwks');
   const keys = jwks['keys'];
   if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => k && typeof k === 'object' && typeof k.kty === 'string')) {
     throw new Error('GET /openid/v1/jwks: no keys in the answer');

@@ -1,7 +1,7 @@
 // The live identity sources of `serve`: the ServiceAccount cache (list/watch
 // with cache-miss lookups), the optional ConfigMap, the optional identities file.
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import type { KubeConnection } from '../kube/client.js';
 import type { MutationOptions } from '../config.js';
 import { createConfigMapWatch, type ConfigMapWatch } from '../identity/config-map-watch.js';
 import { type ContainerCredentialsFile, watchContainerCredentialsFile } from '../identity/container-credentials-file.js';
@@ -21,7 +21,7 @@ export interface IdentityRuntime {
 }
 
 export interface IdentityRuntimeOptions {
-  kubeConfig: KubeConfig | undefined;
+  kubeConfig: KubeConnection | undefined;
   mutation: MutationOptions;
   namespace: string;
   watchConfigMap: boolean;

@@ -4,8 +4,8 @@ import { readFileSync } from 'node:fs';
 import type { X509Certificate } from 'node:crypto';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import Fastify from 'fastify';
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import type { KubeConnection } from '../kube/client.js';
 import type { MutationOptions } from '../config.js';
 import { type FileWatch, watchFiles } from '../files/watch.js';
 import type { RoleArnComposition } from '../identity/role-arn.js';
@@ -45,7 +45,7 @@ export interface WebhookServerOptions {
   shutdownTimeoutMs: number;
   shutdownDelayMs: number;
   logger: Logger;
-  kubeConfig?: KubeConfig;
+  kubeConfig?: KubeConnection | undefined;
   /** Tests may bring their own identities instead of a live cluster. */
   identityRuntime?: IdentityRuntime;
   /** How often files are polled besides fs.watch. */

@@ -58,7 +58,7 @@ t.test('--kubeconfig comes first, even with KUBECONFIG set and inside a pod', as
   const flag = kubeconfig(dir, 'flag', { clusters: [['c', 'https://flag:6443']], users: [['u', 'x']], contexts: [['ctx', 'c', 'u']], current: 'ctx' });
   const fromEnv = kubeconfig(dir, 'env', { clusters: [['c', 'https://env:6443']], users: [['u', 'x']], contexts: [['ctx', 'c', 'u']], current: 'ctx' });
   const kc = loadKubeConfig({ kubeconfig: flag }, env({ KUBECONFIG: fromEnv, ...POD_ENV }));
-  t.equal(kc.getCurrentCluster()?.server, 'https://flag:6443');
+  t.equal(kc.cluster.server, 'https://flag:6443');
   t.throws(() => loadKubeConfig({ kubeconfig: join(dir, 'missing') }, env({ KUBECONFIG: fromEnv })), /--kubeconfig .*missing: no such file/);
 });
 
@@ -75,15 +75,15 @@ t.test('KUBECONFIG: a list merged by kubectl\'s rules, missing files skipped', a
   const kc = loadKubeConfig({}, env({ KUBECONFIG: [join(dir, 'nope'), a, b, c].join(delimiter) }));
   // current-context from b (a sets none, b is first to set one); ctx-a and the
   // cluster "shared" from a (first file to name them wins).
-  t.equal(kc.currentContext, 'ctx-a');
-  t.equal(kc.getCurrentCluster()?.server, 'https://from-a:6443');
-  t.equal(kc.getCurrentUser()?.name, 'ua');
-  t.same(kc.clusters.map((x) => x.name).sort(), ['only-b', 'only-c', 'shared']);
-  t.same(kc.contexts.map((x) => x.name).sort(), ['ctx-a', 'ctx-b', 'ctx-c']);
-  t.equal(kc.getContextObject('ctx-b')?.user, 'ub');
+  t.equal(kc.contextName, 'ctx-a');
+  t.equal(kc.cluster.server, 'https://from-a:6443');
+  t.equal(kc.user.name, 'ua');
+  t.same(kc.config.clusters.map((x) => x.name).sort(), ['only-b', 'only-c', 'shared']);
+  t.same(kc.config.contexts.map((x) => x.name).sort(), ['ctx-a', 'ctx-b', 'ctx-c']);
+  t.equal(kc.config.contexts.find((c) => c.name === 'ctx-b')?.user, 'ub');
 
   const ctx = loadKubeConfig({ context: 'ctx-c' }, env({ KUBECONFIG: [a, b, c].join(delimiter) }));
-  t.equal(ctx.getCurrentCluster()?.server, 'https://only-c:6443', '--context picks another context');
+  t.equal(ctx.cluster.server, 'https://only-c:6443', '--context picks another context');
   t.throws(() => loadKubeConfig({ context: 'nope' }, env({ KUBECONFIG: a })), /--context nope: no such context \(the kubeconfig has: ctx-a\)/);
 });
 
@@ -92,7 +92,7 @@ t.test('relative paths in a merged file stay relative to that file', async (t) =
   mkdirSync(join(dir, 'sub'));
   const a = kubeconfig(join(dir, 'sub'), 'a', { clusters: [['c', 'https://a:6443']], users: [['u', 'x']], contexts: [['ctx', 'c', 'u']], current: 'ctx', ca: 'ca.crt' });
   const kc = loadKubeConfig({}, env({ KUBECONFIG: a }));
-  t.equal(kc.getCurrentCluster()?.caFile, join(dir, 'sub', 'ca.crt'));
+  t.equal(kc.cluster.caFile, join(dir, 'sub', 'ca.crt'));
 });
 
 t.test('in a pod (and no KUBECONFIG): the pod\'s ServiceAccount, before ~/.kube/config', async (t) => {
@@ -101,27 +101,28 @@ t.test('in a pod (and no KUBECONFIG): the pod\'s ServiceAccount, before ~/.kube/
   mkdirSync(join(dir, 'home', '.kube'));
   kubeconfig(join(dir, 'home', '.kube'), 'config', { clusters: [['c', 'https://home:6443']], users: [['u', 'x']], contexts: [['ctx', 'c', 'u']], current: 'ctx' });
   const kc = loadKubeConfig({}, env(POD_ENV));
-  t.equal(kc.getCurrentCluster()?.server, 'https://10.96.0.1:443');
-  t.equal(kc.getCurrentUser()?.authProvider?.config?.['tokenFile'], token);
+  t.equal(kc.cluster.server, 'https://10.96.0.1:443');
+  t.equal(kc.user.tokenFile, token);
+  t.equal(kc.cluster.caFile, join(dir, 'pod/var/run/secrets/kubernetes.io/serviceaccount/ca.crt'));
   const v6 = loadKubeConfig({}, env({ KUBERNETES_SERVICE_HOST: 'fd00::1', KUBERNETES_SERVICE_PORT: '6443' }));
-  t.equal(v6.getCurrentCluster()?.server, 'https://[fd00::1]:6443');
+  t.equal(v6.cluster.server, 'https://[fd00::1]:6443');
 
   // KUBECONFIG comes before in-cluster ...
   const a = kubeconfig(dir, 'a', { clusters: [['c', 'https://env:6443']], users: [['u', 'x']], contexts: [['ctx', 'c', 'u']], current: 'ctx' });
-  t.equal(loadKubeConfig({}, env({ ...POD_ENV, KUBECONFIG: a })).getCurrentCluster()?.server, 'https://env:6443');
+  t.equal(loadKubeConfig({}, env({ ...POD_ENV, KUBECONFIG: a })).cluster.server, 'https://env:6443');
   // ... unless --in-cluster=true asks for the pod's own ServiceAccount.
-  t.equal(loadKubeConfig({ inCluster: true }, env({ ...POD_ENV, KUBECONFIG: a })).getCurrentCluster()?.server, 'https://10.96.0.1:443');
+  t.equal(loadKubeConfig({ inCluster: true }, env({ ...POD_ENV, KUBECONFIG: a })).cluster.server, 'https://10.96.0.1:443');
   // Outside a pod: ~/.kube/config.
-  t.equal(loadKubeConfig({}, env({})).getCurrentCluster()?.server, 'https://home:6443');
+  t.equal(loadKubeConfig({}, env({})).cluster.server, 'https://home:6443');
   // A host variable without the token file is not a pod.
-  t.equal(loadKubeConfig({}, { ...env(POD_ENV), serviceAccountRoot: join(dir, 'elsewhere') }).getCurrentCluster()?.server, 'https://home:6443');
+  t.equal(loadKubeConfig({}, { ...env(POD_ENV), serviceAccountRoot: join(dir, 'elsewhere') }).cluster.server, 'https://home:6443');
 });
 
 t.test('--in-cluster=true outside a pod is an error that says what is missing', async (t) => {
   const { dir, env } = setup(t);
   t.throws(() => loadKubeConfig({ inCluster: true }, env({})), /--in-cluster=true: not running in a pod/);
   const flag = kubeconfig(dir, 'flag', { clusters: [['c', 'https://flag:6443']], users: [['u', 'x']], contexts: [['ctx', 'c', 'u']], current: 'ctx' });
-  t.equal(loadKubeConfig({ inCluster: true, kubeconfig: flag }, env({})).getCurrentCluster()?.server, 'https://flag:6443', '--kubeconfig still wins');
+  t.equal(loadKubeConfig({ inCluster: true, kubeconfig: flag }, env({})).cluster.server, 'https://flag:6443', '--kubeconfig still wins');
 });
 
 t.test('nothing found: one error naming all four places', async (t) => {
@@ -138,12 +139,11 @@ t.test('--kube-api replaces the server; alone it means no credentials', async (t
   const { dir, env } = setup(t);
   const a = kubeconfig(dir, 'a', { clusters: [['c', 'https://a:6443']], users: [['u', 'secret']], contexts: [['ctx', 'c', 'u']], current: 'ctx' });
   const kc = loadKubeConfig({ kubeApi: 'https://other:443' }, env({ KUBECONFIG: a }));
-  t.equal(kc.getCurrentCluster()?.server, 'https://other:443');
-  t.equal(kc.getCurrentUser()?.token, 'secret');
+  t.equal(kc.cluster.server, 'https://other:443');
+  t.equal(kc.user.token, 'secret');
   const alone = loadKubeConfig({ kubeApi: 'http://127.0.0.1:8001' }, env({}));
-  t.equal(alone.getCurrentCluster()?.server, 'http://127.0.0.1:8001');
-  t.equal(alone.getCurrentCluster()?.skipTLSVerify, true, 'plain http has no TLS to verify');
-  t.notOk(alone.getCurrentUser()?.token);
+  t.equal(alone.cluster.server, 'http://127.0.0.1:8001');
+  t.same((await alone.credentials()).headers, { Accept: 'application/json' }, 'no credentials');
 });
 
 t.test('a file that is not a kubeconfig, or a context without a cluster', async (t) => {
@@ -153,5 +153,5 @@ t.test('a file that is not a kubeconfig, or a context without a cluster', async 
   t.throws(() => loadKubeConfig({}, env({ KUBECONFIG: bad })), /KUBECONFIG file .*bad: not a usable kubeconfig/);
   const none = kubeconfig(dir, 'none', { clusters: [['c', 'https://a:6443']], users: [['u', 'x']], contexts: [['ctx', 'c', 'u']] });
   t.throws(() => loadKubeConfig({}, env({ KUBECONFIG: none })), /no current-context; give --context/);
-  t.equal(loadKubeConfig({ context: 'ctx' }, env({ KUBECONFIG: none })).getCurrentCluster()?.server, 'https://a:6443');
+  t.equal(loadKubeConfig({ context: 'ctx' }, env({ KUBECONFIG: none })).cluster.server, 'https://a:6443');
 });

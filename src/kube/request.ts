@@ -1,0 +1,181 @@
+// The one way this program talks to the API server: a raw HTTP request with
+// the connection's credentials. Every request can be aborted at any stage
+// (before the response headers too), bodies stay plain JSON that is dropped
+// once handled, and failures are a KubeApiError with the Status's reason.
+//
+//   const { body } = await kubeRequest(conn, { path: '/api/v1/namespaces/x/secrets/y' });
+//   await kubeRequest(conn, { method: 'PATCH', path, body: ops, contentType: PATCH.json });
+//   const res = await kubeStream(conn, { path, query: { watch: 'true' }, signal });
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { KubeConnection } from './client.js';
+
+/** An HTTP status the API server answered with, plus its Status reason and message when it sent them. */
+export class KubeApiError extends Error {
+  constructor(
+    message: string,
+    /** The HTTP status (or the code of a watch ERROR event); undefined when unknown. */
+    readonly status: number | undefined,
+    /** The Status reason: NotFound, AlreadyExists, Conflict, Expired, Forbidden ... */
+    readonly reason?: string,
+    /** The start of the answer's body, for messages when it was not a Status. */
+    readonly body?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** No byte arrived from the API server for idleMs. */
+export class IdleTimeoutError extends Error {
+  constructor(readonly idleMs: number) {
+    super(`no data from the API server for ${idleMs} ms`);
+  }
+}
+
+export type Query = Record<string, string | number | boolean | undefined>;
+
+/** Content types of the three PATCH flavours. */
+export const PATCH = {
+  json: 'application/json-patch+json',
+  merge: 'application/merge-patch+json',
+  strategic: 'application/strategic-merge-patch+json',
+} as const;
+
+export interface KubeRequest {
+  /** GET unless given. */
+  method?: string | undefined;
+  /** Appended to the server URL (which may carry a path prefix), e.g. /api/v1/namespaces. */
+  path: string;
+  query?: Query | undefined;
+  /** Sent as JSON (a string is sent as it is). */
+  body?: unknown;
+  /** Content type of the body; application/json unless given (see PATCH). */
+  contentType?: string | undefined;
+  accept?: string | undefined;
+  signal?: AbortSignal | undefined;
+  /** Abort when no byte arrives for this long (kubeRequest only). */
+  idleMs?: number | undefined;
+}
+
+export interface KubeResponse {
+  status: number;
+  /** Parsed JSON; the text itself when it is not JSON; undefined when empty. */
+  body: unknown;
+}
+
+/** Bodies are read whole; larger than V8's longest string could not be parsed anyway. */
+const MAX_BODY_BYTES = 512 * 1024 * 1024;
+
+function url(conn: KubeConnection, path: string, query: Query | undefined): URL {
+  const u = new URL(conn.server + path);
+  for (const [key, value] of Object.entries(query ?? {})) {
+    if (value !== undefined) u.searchParams.set(key, String(value));
+  }
+  return u;
+}
+
+/**
+ * Sends a request and resolves with the response once its headers arrive,
+ * whatever its status. The caller owns the response and must consume or
+ * destroy it (for watches: read it as a stream). Aborting `signal` destroys
+ * the request at any stage.
+ */
+export async function kubeStream(conn: KubeConnection, r: KubeRequest): Promise<IncomingMessage> {
+  const target = url(conn, r.path, r.query);
+  // Per request: token files and exec credentials may rotate.
+  const { headers, tls } = await conn.credentials();
+  r.signal?.throwIfAborted();
+  let payload: Buffer | undefined;
+  if (r.body !== undefined) {
+    payload = Buffer.from(typeof r.body === 'string' ? r.body : JSON.stringify(r.body));
+    headers['Content-Type'] = r.contentType ?? 'application/json';
+    headers['Content-Length'] = String(payload.length);
+  }
+  if (r.accept) headers['Accept'] = r.accept;
+  const transport = target.protocol === 'https:' ? https : http;
+  const options: https.RequestOptions = { method: r.method ?? 'GET', headers, agent: conn.agent, ...(target.protocol === 'https:' ? tls : {}) };
+  if (r.signal) options.signal = r.signal;
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    const req = transport.request(target, options, resolve);
+    req.on('error', reject);
+    req.end(payload);
+  });
+  if (res.statusCode === 401) conn.unauthorized();
+  return res;
+}
+
+/** Reads a whole body; rejects when the connection breaks first or it exceeds MAX_BODY_BYTES. */
+export function readBody(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        res.destroy();
+        reject(new Error(`the API server's answer exceeds ${MAX_BODY_BYTES} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    res.on('end', () => {
+      const text = Buffer.concat(chunks, size).toString('utf8');
+      chunks.length = 0;
+      resolve(text);
+    });
+    res.on('error', reject);
+    res.on('close', () => {
+      if (!res.complete) reject(new Error('connection closed before the response was complete'));
+    });
+  });
+}
+
+/** The error for a non-2xx answer, from its (Status) body. */
+export function statusError(status: number | undefined, body: string, what: string): KubeApiError {
+  let message = '';
+  let reason: string | undefined;
+  try {
+    const parsed = JSON.parse(body) as { message?: unknown; reason?: unknown };
+    if (typeof parsed.message === 'string') message = parsed.message;
+    if (typeof parsed.reason === 'string') reason = parsed.reason;
+  } catch {
+    message = body.trim().slice(0, 200);
+  }
+  return new KubeApiError(`${what}: HTTP ${status ?? '?'}${message ? `: ${message}` : ''}`, status, reason, body.slice(0, 1000));
+}
+
+/**
+ * One request, its whole answer parsed. 2xx resolves; any other status throws a
+ * KubeApiError (`err.status === 404` for a missing object). With `idleMs` a
+ * server that accepted the connection and went quiet fails with IdleTimeoutError.
+ */
+export async function kubeRequest(conn: KubeConnection, r: KubeRequest): Promise<KubeResponse> {
+  const controller = new AbortController();
+  const outer = r.signal;
+  const onAbort = (): void => controller.abort(outer?.reason);
+  if (outer?.aborted) onAbort();
+  else outer?.addEventListener('abort', onAbort, { once: true });
+  let timer: NodeJS.Timeout | undefined =
+    r.idleMs === undefined ? undefined : setTimeout(() => controller.abort(new IdleTimeoutError(r.idleMs as number)), r.idleMs);
+  try {
+    const res = await kubeStream(conn, { ...r, signal: controller.signal });
+    res.on('data', () => timer?.refresh());
+    const text = await readBody(res);
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status >= 300) throw statusError(status, text, `${r.method ?? 'GET'} ${r.path}`);
+    if (text === '') return { status, body: undefined };
+    try {
+      return { status, body: JSON.parse(text) as unknown };
+    } catch {
+      return { status, body: text };
+    }
+  } catch (err) {
+    // Report why we aborted rather than the generic AbortError.
+    if (controller.signal.aborted && controller.signal.reason instanceof Error) throw controller.signal.reason;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    timer = undefined;
+    outer?.removeEventListener('abort', onAbort);
+  }
+}
