@@ -55,6 +55,8 @@ export interface FakeStats {
   lists: number;
   /** All list requests, continued pages included. */
   listPages: number;
+  /** Lists with a resourceVersion (served whole, as the API server's watch cache does). */
+  cacheLists: number;
   watches: number;
   /** Single-object GETs per "resource/namespace/name". */
   gets: Map<string, number>;
@@ -90,6 +92,8 @@ export interface FakeApiServer {
   expireNextWatch(how?: 'event' | 'http'): void;
   /** The next continued list request gets 410 Gone (continue token expired). */
   expireNextContinue(): void;
+  /** Lists with a resourceVersion (from the watch cache) answer 500 while on. */
+  failCacheLists(on: boolean): void;
   /** Outage (see DownMode); open watches are cut. up() drops requests left hanging. */
   down(mode?: DownMode): Promise<void>;
   up(): Promise<void>;
@@ -134,6 +138,7 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
   let uid = 0;
   let expireWatch: 'event' | 'http' | undefined;
   let expireContinue = false;
+  let cacheListsFail = false;
   let downMode: DownMode | undefined;
   let silent = false;
   let getDelayMs = 0;
@@ -141,7 +146,7 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
   const watchers = new Set<Watcher>();
   const hanging = new Set<ServerResponse>();
   const sockets = new Set<Socket>();
-  const stats: FakeStats = { lists: 0, listPages: 0, watches: 0, gets: new Map(), getsInFlight: 0, maxGetsInFlight: 0, bookmarks: 0 };
+  const stats: FakeStats = { lists: 0, listPages: 0, cacheLists: 0, watches: 0, gets: new Map(), getsInFlight: 0, maxGetsInFlight: 0, bookmarks: 0 };
 
   const matches = (sel: Selection, resource: Resource, obj: FakeObject): boolean =>
     sel.resource === resource &&
@@ -228,7 +233,13 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
     } else {
       stats.lists++;
     }
-    const limit = Number(query.get('limit') ?? '0');
+    // A list with a resourceVersion comes from the watch cache, which answers in one response whatever the limit.
+    const fromCache = !continueToken && (query.get('resourceVersion') ?? '') !== '';
+    if (fromCache) {
+      stats.cacheLists++;
+      if (cacheListsFail) return send(res, 500, status(500, 'InternalError', 'watch cache not ready'));
+    }
+    const limit = fromCache ? 0 : Number(query.get('limit') ?? '0');
     // Current state rather than a true snapshot: items changed between pages also reach the watch, which is harmless.
     const keys = [...store[sel.resource].keys()].filter((k) => k > after).sort();
     const items: FakeObject[] = [];
@@ -411,6 +422,9 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
     },
     expireNextContinue() {
       expireContinue = true;
+    },
+    failCacheLists(on) {
+      cacheListsFail = on;
     },
     async down(mode = 'refuse') {
       downMode = mode;

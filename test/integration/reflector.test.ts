@@ -108,7 +108,7 @@ t.test('backoffDelay is capped exponential with jitter', async (t) => {
   }
 });
 
-t.test('initial paged list syncs every object', async (t) => {
+t.test('the initial list comes whole from the watch cache (resourceVersion=0)', async (t) => {
   const h = await setup(t, { objects: 1234 });
   t.notOk(h.reflector.hasSynced());
   h.reflector.start();
@@ -116,19 +116,34 @@ t.test('initial paged list syncs every object', async (t) => {
   t.ok(h.reflector.hasSynced());
   t.equal(h.objects.size, 1234);
   t.equal(h.fake.stats.lists, 1, 'one list');
-  t.equal(h.fake.stats.listPages, 13, '1234 objects in pages of 100');
+  t.equal(h.fake.stats.cacheLists, 1, 'from the cache');
+  t.equal(h.fake.stats.listPages, 1, 'in one response');
+  t.same(h.listed, [1234]);
+  t.ok(h.objects.has('ns-1/sa-1233'), 'the last object');
+});
+
+t.test('when the cache list fails, a paged consistent list follows', async (t) => {
+  const h = await setup(t, { objects: 1234 });
+  h.fake.failCacheLists(true);
+  h.reflector.start();
+  await synced(h.reflector);
+  t.equal(h.objects.size, 1234);
+  t.same(h.restarts, ['error'], 'the cache list failed once');
+  t.equal(h.fake.stats.cacheLists, 1, 'tried the cache once');
+  t.equal(h.fake.stats.listPages, 1 + 13, 'then 1234 objects in pages of 100');
   t.same(h.listed, [1234]);
   t.ok(h.objects.has('ns-1/sa-1233'), 'the last object of the last page');
 });
 
 t.test('an expired continue token restarts the list from the beginning', async (t) => {
   const h = await setup(t, { objects: 250 });
+  h.fake.failCacheLists(true);
   h.fake.expireNextContinue();
   h.reflector.start();
   await synced(h.reflector);
   t.equal(h.objects.size, 250);
-  t.same(h.restarts, ['expired']);
-  t.equal(h.fake.stats.lists, 2, 'listed again from the first page');
+  t.same(h.restarts, ['error', 'expired']);
+  t.equal(h.fake.stats.lists, 3, 'the cache list, then the paged one twice from the first page');
   t.same(h.listed, [250], 'only the complete list counts');
 });
 

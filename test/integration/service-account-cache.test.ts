@@ -104,7 +104,8 @@ t.test('syncs all ServiceAccounts and follows the watch', async (t) => {
   t.equal(cache.size(), 321);
   t.equal(cache.get('ns-0', 'sa-0')?.roleArn, 'arn:aws:iam::111122223333:role/r0');
   t.equal(cache.get('ns-1', 'sa-1'), NO_SETTINGS);
-  t.equal(fake.stats.listPages, 7, 'paged');
+  t.equal(fake.stats.listPages, 1, 'one list, from the watch cache');
+  t.equal(fake.stats.cacheLists, 1);
 
   fake.serviceAccount('ns-1', 'sa-1', roleAnnotation());
   await until(() => cache.get('ns-1', 'sa-1')?.roleArn === ROLE, 'the annotation');
