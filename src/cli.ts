@@ -3,7 +3,6 @@
 import { CommanderError } from 'commander';
 import { CommandError, UsageError } from './cli/flags.js';
 import type { CommandIO } from './cli/mutate.js';
-import { buildProgram } from './cli/program.js';
 
 const io: CommandIO = {
   stdout: (text) => process.stdout.write(`${text}\n`),
@@ -12,7 +11,12 @@ const io: CommandIO = {
 
 async function main(): Promise<void> {
   try {
-    await buildProgram(io).parseAsync(process.argv);
+    // The webhook's own process loads only what `serve` needs.
+    const program =
+      process.argv[2] === 'serve'
+        ? await (await import('./cli/root.js')).buildServeProgram(io)
+        : (await import('./cli/program.js')).buildProgram(io);
+    await program.parseAsync(process.argv);
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help and --version end with code 0; every other parse error is a usage error.
