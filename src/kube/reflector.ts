@@ -7,7 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { SERVER_DEFAULTS } from '../config.js';
 import type { KubeConnection } from './client.js';
-import { IdleTimeoutError, KubeApiError, kubeRequest, kubeStream, readBody, statusError } from './request.js';
+import { IdleTimeoutError, KubeApiError, kubeList, kubeStream, readBody, statusError } from './request.js';
 
 /** The part of every Kubernetes object the reflector reads. */
 export interface KubeObject {
@@ -201,20 +201,16 @@ export function createReflector<T extends KubeObject>(options: ReflectorOptions<
         : cached
           ? { ...selectors, resourceVersion: lastVersion ?? '0' }
           : { ...selectors, limit: pageSize };
-      let body: unknown;
+      let page: { metadata?: { resourceVersion?: string; continue?: string } };
       try {
-        ({ body } = await kubeRequest(kc, { path, query, signal: stopController.signal, idleMs: silenceMs }));
+        // Items are handled as they arrive: a list of 100,000 is never held whole.
+        page = await kubeList(kc, { path, query, signal: stopController.signal, idleMs: silenceMs }, (item) => {
+          safely('upsert', () => handlers.upsert(item as T));
+          count++;
+        });
       } catch (err) {
         if (cached && token === undefined && !stopController.signal.aborted) fromCache = false;
         throw err;
-      }
-      const page = (body ?? {}) as { metadata?: { resourceVersion?: string; continue?: string }; items?: T[] | null };
-      if (typeof page !== 'object' || (page.items !== undefined && page.items !== null && !Array.isArray(page.items))) {
-        throw new AnswerError(`list ${path}: not a list`);
-      }
-      for (const item of page.items ?? []) {
-        safely('upsert', () => handlers.upsert(item));
-        count++;
       }
       resourceVersion = page.metadata?.resourceVersion ?? '';
       token = page.metadata?.continue || undefined;

@@ -179,3 +179,158 @@ export async function kubeRequest(conn: KubeConnection, r: KubeRequest): Promise
     outer?.removeEventListener('abort', onAbort);
   }
 }
+
+/** An object in a list answer larger than this is refused (etcd holds objects of at most ~1.5 MiB). */
+const MAX_ITEM_CHARS = 16 * 1024 * 1024;
+/** The list's envelope (kind, apiVersion, metadata) without its items. */
+const MAX_ENVELOPE_CHARS = 1024 * 1024;
+
+/**
+ * Splits the text of a Kubernetes list (`{"kind":..,"metadata":{..},"items":[{..},{..}]}`)
+ * into its items as the text arrives, so that a list of 100,000 objects is never
+ * held whole: each item goes to JSON.parse on its own and then to `onItem`.
+ * This only finds where items begin and end (brackets outside strings); JSON.parse
+ * judges the rest, and end() parses the envelope left over with `"items":[]`.
+ */
+export function listSplitter(onItem: (item: unknown) => void): { write(chunk: string): void; end(): unknown } {
+  let text = '';
+  /** Where scanning goes on in `text`. */
+  let pos = 0;
+  let depth = 0;
+  let inString = false;
+  let stringStart = -1;
+  /** The last key of the list object itself (depth 1). */
+  let lastKey = '';
+  let inItems = false;
+  let itemStart = -1;
+  /** Start of the text not yet copied into `envelope` (outside the items). */
+  let envStart = 0;
+  let envelope = '';
+  const quoteOrBackslash = /["\\]/g;
+  return {
+    write(chunk) {
+      text += chunk;
+      let i = pos;
+      while (i < text.length) {
+        if (inString) {
+          quoteOrBackslash.lastIndex = i;
+          const m = quoteOrBackslash.exec(text);
+          if (!m) {
+            i = text.length;
+            break;
+          }
+          if (m[0] === '\\') {
+            // The escaped character may only arrive with the next chunk.
+            if (m.index + 1 >= text.length) {
+              i = m.index;
+              break;
+            }
+            i = m.index + 2;
+            continue;
+          }
+          inString = false;
+          if (depth === 1) lastKey = text.slice(stringStart + 1, m.index);
+          stringStart = -1;
+          i = m.index + 1;
+          continue;
+        }
+        const c = text.charCodeAt(i);
+        if (c === 0x22) {
+          inString = true;
+          stringStart = i;
+        } else if (c === 0x7b || c === 0x5b) {
+          depth++;
+          if (c === 0x5b && depth === 2 && lastKey === 'items' && !inItems) {
+            inItems = true;
+            envelope += text.slice(envStart, i + 1);
+          } else if (inItems && depth === 3 && c === 0x7b) {
+            itemStart = i;
+          }
+        } else if (c === 0x7d || c === 0x5d) {
+          if (inItems && depth === 3 && itemStart >= 0) {
+            onItem(JSON.parse(text.slice(itemStart, i + 1)));
+            itemStart = -1;
+          } else if (inItems && depth === 2) {
+            inItems = false;
+            envStart = i;
+          }
+          depth--;
+          if (depth < 0) throw new Error('not a list');
+        }
+        i++;
+      }
+      pos = i;
+      if (!inItems) {
+        envelope += text.slice(envStart, pos);
+        envStart = pos;
+        if (envelope.length > MAX_ENVELOPE_CHARS) throw new Error(`a list envelope exceeds ${MAX_ENVELOPE_CHARS} characters`);
+      }
+      if (itemStart >= 0 && pos - itemStart > MAX_ITEM_CHARS) throw new Error(`a list item exceeds ${MAX_ITEM_CHARS} characters`);
+      // Drop what is no longer needed: keep the item being read, or the key being read.
+      let cut = pos;
+      if (itemStart >= 0) cut = Math.min(cut, itemStart);
+      if (stringStart >= 0) cut = Math.min(cut, stringStart);
+      text = text.slice(cut);
+      pos -= cut;
+      if (itemStart >= 0) itemStart -= cut;
+      if (stringStart >= 0) stringStart -= cut;
+      envStart = Math.max(0, envStart - cut);
+    },
+    end() {
+      if (depth !== 0 || inString || text.length !== pos) throw new Error('the list ended early');
+      return JSON.parse(envelope) as unknown;
+    },
+  };
+}
+
+/**
+ * GET of a list, its items handed to `onItem` one by one as they arrive (see
+ * listSplitter); resolves with the list without its items (metadata:
+ * resourceVersion, continue). Errors and `idleMs` as kubeRequest.
+ */
+export async function kubeList(conn: KubeConnection, r: KubeRequest, onItem: (item: unknown) => void): Promise<{ metadata?: { resourceVersion?: string; continue?: string } }> {
+  const controller = new AbortController();
+  const outer = r.signal;
+  const onAbort = (): void => controller.abort(outer?.reason);
+  if (outer?.aborted) onAbort();
+  else outer?.addEventListener('abort', onAbort, { once: true });
+  let timer: NodeJS.Timeout | undefined =
+    r.idleMs === undefined ? undefined : setTimeout(() => controller.abort(new IdleTimeoutError(r.idleMs as number)), r.idleMs);
+  try {
+    const res = await kubeStream(conn, { ...r, signal: controller.signal });
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status >= 300) {
+      res.on('data', () => timer?.refresh());
+      throw statusError(status, await readBody(res), `${r.method ?? 'GET'} ${r.path}`);
+    }
+    const splitter = listSplitter(onItem);
+    res.setEncoding('utf8');
+    await new Promise<void>((resolve, reject) => {
+      res.on('data', (chunk: string) => {
+        timer?.refresh();
+        try {
+          splitter.write(chunk);
+        } catch (err) {
+          res.destroy();
+          reject(err instanceof SyntaxError ? err : new SyntaxError((err as Error).message));
+        }
+      });
+      res.on('end', resolve);
+      res.on('error', reject);
+      res.on('close', () => {
+        if (!res.complete) reject(new Error('connection closed before the response was complete'));
+      });
+    });
+    const envelope = splitter.end();
+    if (envelope === null || typeof envelope !== 'object') throw new SyntaxError(`GET ${r.path}: not a list`);
+    return envelope as { metadata?: { resourceVersion?: string; continue?: string } };
+  } catch (err) {
+    if (controller.signal.aborted && controller.signal.reason instanceof Error) throw controller.signal.reason;
+    if (err instanceof Error && !(err instanceof KubeApiError) && /ended early|not a list|exceeds/.test(err.message)) throw new SyntaxError(err.message);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    timer = undefined;
+    outer?.removeEventListener('abort', onAbort);
+  }
+}
