@@ -306,7 +306,7 @@ function warnLongSessionName(pod: PodView, plan: Plan, sessionKey: string, warni
   if (!plan.sessionUsed || length <= MAX_ROLE_SESSION_NAME_LENGTH) return;
   warnings.add(
     `AWS_ROLE_SESSION_NAME is the pod name, ${length} characters long, but STS accepts at most ${MAX_ROLE_SESSION_NAME_LENGTH}: ` +
-    `the AWS SDKs' AssumeRoleWithWebIdentity call will fail; give the pod a shorter name, or remove ${sessionKey} (or --role-session-name)`,
+    `AssumeRoleWithWebIdentity will fail; shorten the name or remove ${sessionKey} (or --role-session-name)`,
   );
 }
 
