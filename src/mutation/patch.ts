@@ -120,6 +120,30 @@ function containerOps(container: ContainerView, plan: Plan, warnings: WarningLis
   return ops;
 }
 
+interface PodAnnotationKeys {
+  prefix: string;
+  expirationKey: string;
+  skipKey: string;
+  includeKey: string;
+  sessionKey: string;
+}
+
+let lastKeys: PodAnnotationKeys | undefined;
+
+/** The pod annotation names under `prefix`, built once per prefix (it is the same for every pod). */
+function podAnnotationKeys(prefix: string): PodAnnotationKeys {
+  if (lastKeys?.prefix !== prefix) {
+    lastKeys = {
+      prefix,
+      expirationKey: `${prefix}/${ANNOTATION.tokenExpiration}`,
+      skipKey: `${prefix}/${ANNOTATION.skipContainers}`,
+      includeKey: `${prefix}/${ANNOTATION.includeContainers}`,
+      sessionKey: `${prefix}/${ANNOTATION.roleSessionName}`,
+    };
+  }
+  return lastKeys;
+}
+
 /** What the pod's own annotations say about its mutation. */
 interface PodSettings {
   expiration?: number;
@@ -157,13 +181,14 @@ function containerNames(
 
 /**
  * Pod annotations that refine the mutation: token-expiration, skip-containers,
- * include-containers and role-session-name. `names` are the containers the
- * lists are matched against; unmatched names are only reported when
- * `warnUnmatched` (at creation, not again for a debug container).
+ * include-containers and role-session-name. `names` gives the containers the
+ * lists are matched against (built only when a list is there); unmatched
+ * names are reported only when `warnUnmatched` (at creation, not again for a
+ * debug container).
  */
-function podAnnotations(pod: PodView, prefix: string, warnings: WarningList, names: ReadonlySet<string>, warnUnmatched = true): PodSettings {
+function podAnnotations(pod: PodView, prefix: string, warnings: WarningList, names: () => ReadonlySet<string>, warnUnmatched = true): PodSettings {
   const result: PodSettings = { skip: new Set() };
-  const expirationKey = `${prefix}/${ANNOTATION.tokenExpiration}`;
+  const { expirationKey, skipKey, includeKey, sessionKey } = podAnnotationKeys(prefix);
   const expiration = pod.annotations.get(expirationKey);
   if (expiration !== undefined) {
     const found: string[] = [];
@@ -171,18 +196,15 @@ function podAnnotations(pod: PodView, prefix: string, warnings: WarningList, nam
     found.forEach(warnings.add);
     if (value !== undefined) result.expiration = value;
   }
-  const skipKey = `${prefix}/${ANNOTATION.skipContainers}`;
   const skip = pod.annotations.get(skipKey);
   if (skip !== undefined) {
-    result.skip = containerNames(skipKey, skip, names, warnings, 'no container is skipped', warnUnmatched) ?? new Set();
+    result.skip = containerNames(skipKey, skip, names(), warnings, 'no container is skipped', warnUnmatched) ?? new Set();
   }
-  const includeKey = `${prefix}/${ANNOTATION.includeContainers}`;
   const include = pod.annotations.get(includeKey);
   if (include !== undefined) {
     // A list that cannot be read includes nothing: credentials are never given by mistake.
-    result.include = containerNames(includeKey, include, names, warnings, 'no container gets credentials', warnUnmatched) ?? new Set();
+    result.include = containerNames(includeKey, include, names(), warnings, 'no container gets credentials', warnUnmatched) ?? new Set();
   }
-  const sessionKey = `${prefix}/${ANNOTATION.roleSessionName}`;
   const session = pod.annotations.get(sessionKey);
   if (session !== undefined) {
     const mode = parseRoleSessionName(sessionKey, session, warnings.add);
@@ -237,9 +259,9 @@ export function buildPodPatch(
   random: () => number = Math.random,
 ): PatchOperation[] {
   const patch: PatchOperation[] = [];
-  const fromPod = podAnnotations(pod, options.annotationPrefix, warnings, new Set(pod.containers.map((c) => c.name)));
+  const fromPod = podAnnotations(pod, options.annotationPrefix, warnings, () => new Set(pod.containers.map((c) => c.name)));
   const cc = options.containerCredentials;
-  const sessionKey = `${options.annotationPrefix}/${ANNOTATION.roleSessionName}`;
+  const { sessionKey } = podAnnotationKeys(options.annotationPrefix);
 
   let expiration = fromPod.expiration ?? identity.tokenExpiration;
   let plan: Plan;
@@ -302,8 +324,9 @@ export function buildPodPatch(
 }
 
 function warnLongSessionName(pod: PodView, plan: Plan, sessionKey: string, warnings: WarningList): void {
+  if (!plan.sessionUsed) return;
   const length = longestPodName(pod);
-  if (!plan.sessionUsed || length <= MAX_ROLE_SESSION_NAME_LENGTH) return;
+  if (length <= MAX_ROLE_SESSION_NAME_LENGTH) return;
   warnings.add(
     `AWS_ROLE_SESSION_NAME is the pod name, ${length} characters long, but STS accepts at most ${MAX_ROLE_SESSION_NAME_LENGTH}: ` +
     `AssumeRoleWithWebIdentity will fail; shorten the name or remove ${sessionKey} (or --role-session-name)`,
@@ -378,7 +401,7 @@ export function buildEphemeralPatch(
   if (added.length === 0) return { patch: [], mode: undefined };
   const found = planFromPod(pod, options, warnings);
   if (!found) return { patch: [], mode: undefined };
-  const names = new Set([...pod.containers, ...pod.ephemeralContainers].map((c) => c.name));
+  const names = (): ReadonlySet<string> => new Set([...pod.containers, ...pod.ephemeralContainers].map((c) => c.name));
   // Problems with the annotations were reported when the pod was created.
   const settings = podAnnotations(pod, options.annotationPrefix, warningList(), names, false);
   const patch: PatchOperation[] = [];

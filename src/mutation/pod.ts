@@ -161,6 +161,8 @@ function decodeVolume(raw: unknown[], i: number): VolumeView {
   return { name: optString(v, 'name', path) ?? '', serviceAccountToken };
 }
 
+const NO_CONTAINERS: readonly ContainerView[] = Object.freeze([]);
+
 function decode(raw: unknown): PodView {
   if (!isObject(raw)) fail('the pod', 'an object', raw);
   const metadata = own(raw, 'metadata');
@@ -173,8 +175,8 @@ function decode(raw: unknown): PodView {
     const list = optArray(spec, field, 'spec') ?? [];
     for (let i = 0; i < list.length; i++) containers.push(decodeContainer(list, i, field));
   }
-  const ephemeral = optArray(spec, 'ephemeralContainers', 'spec') ?? [];
-  const ephemeralContainers = each(ephemeral, (i) => decodeContainer(ephemeral, i, 'ephemeralContainers'));
+  const ephemeral = optArray(spec, 'ephemeralContainers', 'spec');
+  const ephemeralContainers = ephemeral ? each(ephemeral, (i) => decodeContainer(ephemeral, i, 'ephemeralContainers')) : NO_CONTAINERS;
   const volumes = optArray(spec, 'volumes', 'spec');
   const metadataName = optString(meta, 'name', 'metadata');
   const generateName = optString(meta, 'generateName', 'metadata');
