@@ -8,7 +8,23 @@ export const ANNOTATION = {
   stsRegionalEndpoints: 'sts-regional-endpoints',
   tokenExpiration: 'token-expiration',
   skipContainers: 'skip-containers',
+  /** Pod annotation (opt-in, not in the reference): only these containers get credentials. */
+  includeContainers: 'include-containers',
+  /** ServiceAccount or pod annotation (opt-in, not in the reference): `pod-name`. */
+  roleSessionName: 'role-session-name',
 } as const;
+
+/**
+ * How AWS_ROLE_SESSION_NAME is set (web identity only): `pod-name` injects the
+ * pod's name through the downward API. The only value the annotation accepts.
+ */
+export const ROLE_SESSION_NAME_POD_NAME = 'pod-name';
+export type RoleSessionNameMode = typeof ROLE_SESSION_NAME_POD_NAME;
+/** STS accepts session names of at most this many characters. */
+export const MAX_ROLE_SESSION_NAME_LENGTH = 64;
+/** The API server cuts generateName to this many characters and appends 5 random ones. */
+export const MAX_GENERATE_NAME_BASE = 58;
+export const GENERATED_NAME_SUFFIX = 5;
 
 /** Label added to pods mutated for container credentials (EKS Pod Identity). */
 export const POD_IDENTITY_LABEL = 'eks.amazonaws.com/pod-identity';
@@ -33,6 +49,7 @@ export const ENV = {
   region: 'AWS_REGION',
   defaultRegion: 'AWS_DEFAULT_REGION',
   stsRegionalEndpoints: 'AWS_STS_REGIONAL_ENDPOINTS',
+  roleSessionName: 'AWS_ROLE_SESSION_NAME',
 } as const;
 
 export interface ContainerCredentialsOptions {
@@ -54,6 +71,10 @@ export interface MutationOptions {
   /** `--sts-regional-endpoint`. */
   regionalSts: boolean;
   containerCredentials: ContainerCredentialsOptions;
+  /** `--role-session-name`: for every web-identity pod; unset (the default) leaves it to annotations. */
+  roleSessionName?: RoleSessionNameMode | undefined;
+  /** `--mutate-ephemeral-containers`: also handle UPDATE of pods/ephemeralcontainers (default off). */
+  mutateEphemeralContainers?: boolean | undefined;
 }
 
 export const DEFAULT_MUTATION_OPTIONS: Readonly<MutationOptions> = Object.freeze({

@@ -3,7 +3,7 @@
 // or `--flag=true|false`, durations such as `2s`).
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { type KubeConnection, type KubeConnectionFlags, KubeConfigError, loadKubeConfig } from '../kube/client.js';
-import { DEFAULT_MUTATION_OPTIONS as D, MIN_TOKEN_EXPIRATION, type MutationOptions } from '../config.js';
+import { DEFAULT_MUTATION_OPTIONS as D, MIN_TOKEN_EXPIRATION, type MutationOptions, ROLE_SESSION_NAME_POD_NAME, type RoleSessionNameMode } from '../config.js';
 import { parseGoBool, parseGoInt } from '../mutation/values.js';
 
 /** Thrown for bad input the user can fix; the CLI prints its message and exits 2. */
@@ -116,6 +116,15 @@ export interface MutationFlagValues {
   containerCredentialsTokenVolumeName: string;
   containerCredentialsTokenPath: string;
   watchContainerCredentialsConfig?: string;
+  roleSessionName?: RoleSessionNameMode | undefined;
+  mutateEphemeralContainers?: boolean;
+}
+
+/** --role-session-name: `pod-name`, or `none` (and empty) for off, the default. */
+export function roleSessionNameFlag(text: string): RoleSessionNameMode | undefined {
+  if (text === ROLE_SESSION_NAME_POD_NAME) return ROLE_SESSION_NAME_POD_NAME;
+  if (text === 'none' || text === '') return undefined;
+  throw new InvalidArgumentError(`expected ${ROLE_SESSION_NAME_POD_NAME} or none.`);
 }
 
 export function addMutationFlags(cmd: Command): Command {
@@ -132,7 +141,9 @@ export function addMutationFlags(cmd: Command): Command {
     .option('--container-credentials-token-mount-path <path>', 'where the container-credentials token is mounted', cc.mountPath)
     .option('--container-credentials-token-volume-name <name>', 'name of the container-credentials token volume', cc.volumeName)
     .option('--container-credentials-token-path <file>', 'file name of the container-credentials token', cc.tokenPath)
-    .option('--watch-container-credentials-config <file>', 'identities file: ServiceAccounts that get container credentials');
+    .option('--watch-container-credentials-config <file>', 'identities file: ServiceAccounts that get container credentials')
+    .option('--role-session-name <mode>', `${ROLE_SESSION_NAME_POD_NAME}: every web-identity container gets AWS_ROLE_SESSION_NAME = its pod's name; none: only pods and ServiceAccounts annotated role-session-name (default: none)`, roleSessionNameFlag)
+    .option('--mutate-ephemeral-containers [bool]', 'also give ephemeral (debug) containers added to a pod the identity the pod has (needs the pods/ephemeralcontainers rule in the webhook configuration)', boolFlag, false);
 }
 
 /** Flags -> engine options; `warn` hears about values that were adjusted. */
@@ -159,5 +170,7 @@ export function mutationOptionsFromFlags(f: MutationFlagValues, warn: (msg: stri
       volumeName: f.containerCredentialsTokenVolumeName,
       tokenPath: f.containerCredentialsTokenPath,
     },
+    roleSessionName: f.roleSessionName,
+    mutateEphemeralContainers: f.mutateEphemeralContainers ?? false,
   };
 }

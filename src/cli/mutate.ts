@@ -8,11 +8,11 @@ import { randomUUID } from 'node:crypto';
 import { Command, Option } from 'commander';
 import jsonpatch from 'fast-json-patch';
 import type { V1Pod } from '@kubernetes/client-node';
-import { CONFIG_MAP_NAME } from '../config.js';
+import { CONFIG_MAP_NAME, type MutationOptions } from '../config.js';
 import { type ConfigMapIdentities, parseConfigMapConfig } from '../identity/config-map.js';
 import { parseContainerCredentialsConfig } from '../identity/container-credentials.js';
 import { parseServiceAccountAnnotations } from '../identity/service-account.js';
-import { mutatePod, type MutationResult, serviceAccountNameOf } from '../mutation/index.js';
+import { mutateEphemeral, mutatePod, serviceAccountNameOf } from '../mutation/index.js';
 import type { PatchOperation } from '../mutation/patch.js';
 import { addMutationFlags, type MutationFlagValues, mutationOptionsFromFlags, namespaceFlag, UsageError } from './flags.js';
 import { type KubeObject, type Located, type ObjectStream, readKubeObject, readObjectStream, readText, renderDocuments } from './input.js';
@@ -25,6 +25,8 @@ export interface MutateFlags extends MutationFlagValues {
   pod?: string;
   serviceAccount?: string;
   configMap?: string;
+  /** The pod as stored before an UPDATE of pods/ephemeralcontainers; the input is the pod after it. */
+  oldPod?: string;
   namespace?: string;
   output: MutateOutput;
 }
@@ -119,7 +121,7 @@ function loadIdentities(path: string): Set<string> {
   }
 }
 
-function review(pod: V1Pod, result: MutationResult): string {
+function review(pod: V1Pod, result: { patch: readonly PatchOperation[]; warnings: readonly string[] }): string {
   const response: Record<string, unknown> = { uid: pod.metadata?.uid ?? randomUUID(), allowed: true };
   if (result.patch.length > 0) {
     response['patchType'] = 'JSONPatch';
@@ -156,6 +158,7 @@ export function runMutate(flags: MutateFlags, io: CommandIO): void {
   for (const o of stream.objects) {
     if (o.object.kind === 'ServiceAccount') serviceAccounts.set(`${o.object.metadata?.namespace || defaultNamespace}/${o.object.metadata?.name ?? ''}`, o.object);
   }
+  if (flags.oldPod !== undefined) return mutateEphemeralUpdate(flags, io, stream, targets, options);
   const configMap = flags.configMap ? loadConfigMap(flags.configMap) : undefined;
   const containerCredentials = flags.watchContainerCredentialsConfig ? loadIdentities(flags.watchContainerCredentialsConfig) : undefined;
 
@@ -181,6 +184,11 @@ export function runMutate(flags: MutateFlags, io: CommandIO): void {
     if (flags.output === 'review') reviews.push(review(t.pod, result));
   }
 
+  writeOutput(flags, io, stream, documentPatches, reviews);
+}
+
+function writeOutput(flags: MutateFlags, io: CommandIO, stream: ObjectStream, documentPatches: PatchOperation[][], reviews: string[]): void {
+  const input = stream.path;
   if (flags.output === 'review') return io.stdout(reviews.join('\n'));
   if (flags.output === 'patch') {
     // One patch per document, each against its document (for a workload: paths under its pod template).
@@ -196,6 +204,31 @@ export function runMutate(flags: MutateFlags, io: CommandIO): void {
   io.stdout(renderDocuments(mutated, flags.output === 'pod' ? stream.format : flags.output));
 }
 
+/**
+ * --old-pod: an UPDATE of pods/ephemeralcontainers (kubectl debug), as the
+ * webhook sees it: the input is the pod with its new ephemeral containers, the
+ * old pod the one stored before. No ServiceAccount is needed: the identity is
+ * the one the pod already has.
+ */
+function mutateEphemeralUpdate(flags: MutateFlags, io: CommandIO, stream: ObjectStream, targets: Target[], options: MutationOptions): void {
+  const inputFlag = flags.filename !== undefined ? '-f' : '--pod';
+  const target = targets[0] as Target;
+  if (targets.length !== 1 || target.located.object.kind !== 'Pod') {
+    throw new UsageError(`${inputFlag} ${stream.path}: with --old-pod, give exactly one Pod (the pod with its new ephemeral containers)`);
+  }
+  const old = readKubeObject('--old-pod', flags.oldPod as string, 'Pod');
+  let result: { patch: PatchOperation[]; warnings: string[] } = { patch: [], warnings: [] };
+  if (!options.mutateEphemeralContainers) {
+    io.stderr('warning: --old-pod: the webhook changes updates of pods/ephemeralcontainers only with --mutate-ephemeral-containers; without it nothing changes');
+  } else {
+    result = mutateEphemeral(target.pod, old, options);
+  }
+  for (const w of result.warnings) io.stderr(`warning: ${w}`);
+  const documentPatches: PatchOperation[][] = stream.documents.map(() => []);
+  (documentPatches[target.located.doc] as PatchOperation[]).push(...result.patch.map((op) => ({ ...op, path: target.prefix + op.path })));
+  writeOutput(flags, io, stream, documentPatches, flags.output === 'review' ? [review(target.pod, result)] : []);
+}
+
 export function mutateCommand(io: CommandIO): Command {
   const cmd = new Command('mutate')
     .description('print the change the webhook makes to pods and the pod templates of workloads (a dry run on files)')
@@ -203,6 +236,7 @@ export function mutateCommand(io: CommandIO): Command {
     .option('--pod <file>', 'the same as -f')
     .option('--service-account <file>', 'the pods\' ServiceAccounts, YAML or JSON (one or more)')
     .option('--config-map <file>', `the ${CONFIG_MAP_NAME} ConfigMap (ConfigMap mode)`)
+    .option('--old-pod <file>', 'the pod before an update of pods/ephemeralcontainers (kubectl debug); the input is the pod after it. Needs --mutate-ephemeral-containers')
     .option('-n, --namespace <name>', 'namespace of objects that set none (default "default")', namespaceFlag)
     .addOption(
       new Option('-o, --output <format>', 'patch: JSON patch per document; pod: the mutated objects in the input\'s format; json, yaml: the mutated objects in that format; review: the AdmissionReview per pod')

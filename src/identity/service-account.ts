@@ -1,6 +1,6 @@
 // A ServiceAccount reduced to what the engine needs, parsed once when it is
 // read (from the cache or a file), so admission never re-parses annotations.
-import { ANNOTATION, MIN_TOKEN_EXPIRATION } from '../config.js';
+import { ANNOTATION, MIN_TOKEN_EXPIRATION, ROLE_SESSION_NAME_POD_NAME, type RoleSessionNameMode } from '../config.js';
 import { isWellFormedRoleArn, parseGoBool, parseGoInt } from '../mutation/values.js';
 import { quote } from '../mutation/warnings.js';
 import { composeRoleArn, type RoleArnComposition } from './role-arn.js';
@@ -10,6 +10,8 @@ export interface ServiceAccountSettings {
   audience?: string;
   regionalSts?: boolean;
   tokenExpiration?: number;
+  /** role-session-name (opt-in, not in the reference). */
+  roleSessionName?: RoleSessionNameMode;
   /** What was ignored or looks wrong in the annotations, one sentence each. */
   warnings: readonly string[];
 }
@@ -42,6 +44,13 @@ export function parseTokenExpirationAnnotation(
   return clampTokenExpiration(n);
 }
 
+/** A role-session-name annotation (pod or ServiceAccount): `pod-name`, or a warning and undefined. */
+export function parseRoleSessionName(key: string, text: string, warn: (w: string) => void): RoleSessionNameMode | undefined {
+  if (text === ROLE_SESSION_NAME_POD_NAME) return ROLE_SESSION_NAME_POD_NAME;
+  warn(`annotation ${key}=${quote(text)} is not "${ROLE_SESSION_NAME_POD_NAME}"; it is ignored`);
+  return undefined;
+}
+
 export function parseServiceAccountAnnotations(
   annotations: Readonly<Record<string, string>> | undefined | null,
   prefix: string,
@@ -63,7 +72,8 @@ export function parseServiceAccountAnnotations(
   const audience = read(ANNOTATION.audience);
   const sts = read(ANNOTATION.stsRegionalEndpoints);
   const expiration = read(ANNOTATION.tokenExpiration);
-  if (roleArn === undefined && audience === undefined && sts === undefined && expiration === undefined && warnings.length === 0) {
+  const session = read(ANNOTATION.roleSessionName);
+  if (roleArn === undefined && audience === undefined && sts === undefined && expiration === undefined && session === undefined && warnings.length === 0) {
     return NO_SETTINGS;
   }
 
@@ -91,6 +101,10 @@ export function parseServiceAccountAnnotations(
   if (expiration !== undefined) {
     const value = parseTokenExpirationAnnotation(key(ANNOTATION.tokenExpiration), expiration, warnings);
     if (value !== undefined) settings.tokenExpiration = value;
+  }
+  if (session !== undefined) {
+    const mode = parseRoleSessionName(key(ANNOTATION.roleSessionName), session, (w) => warnings.push(w));
+    if (mode) settings.roleSessionName = mode;
   }
   Object.freeze(warnings);
   return settings;

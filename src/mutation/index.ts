@@ -1,14 +1,14 @@
 // The engine's entry points: pod + what is known of its ServiceAccount +
 // options -> JSON patch and warnings. No I/O; the server and the CLI call it.
 import type { MutationOptions } from '../config.js';
-import { buildPodPatch, type PatchOperation } from './patch.js';
+import { buildEphemeralPatch, buildPodPatch, type PatchOperation } from './patch.js';
 import { decodePod, type PodView } from './pod.js';
 import { type Identity, type IdentitySources, resolveIdentity } from './resolve.js';
 import { warningList } from './warnings.js';
 
 export type { Identity, IdentitySources, PatchOperation, PodView };
 export { resolveIdentity } from './resolve.js';
-export { buildPodPatch } from './patch.js';
+export { buildEphemeralPatch, buildPodPatch } from './patch.js';
 export { patchJson } from './serialize.js';
 export { decodePod, serviceAccountNameOf } from './pod.js';
 export { boundWarnings, MAX_WARNING_LENGTH, MAX_WARNINGS_LENGTH } from './warnings.js';
@@ -56,4 +56,28 @@ export function mutatePod(
   if (!decoded.pod) return { patch: [], warnings: [unreadablePodWarning(decoded.problem)], identity: undefined };
   const name = decoded.pod.serviceAccountName || 'default';
   return mutatePodView(decoded.pod, namespace, name, sources, options, random);
+}
+
+/** What an UPDATE of pods/ephemeralcontainers changes: the new ephemeral containers only. */
+export interface EphemeralResult {
+  patch: PatchOperation[];
+  warnings: string[];
+  /** The identity mode the pod was given at creation; undefined when it has none. */
+  mode: Identity['mode'] | undefined;
+}
+
+/** An UPDATE of pods/ephemeralcontainers, on decoded pods: `pod` is the new object, `old` the stored one. */
+export function mutateEphemeralView(pod: PodView, old: PodView, options: MutationOptions): EphemeralResult {
+  const warnings = warningList();
+  const { patch, mode } = buildEphemeralPatch(pod, old, options, warnings);
+  return { patch, warnings: warnings.list(), mode };
+}
+
+/** The same on pods read from outside (any JSON value); an unreadable one gets no patch and a warning. */
+export function mutateEphemeral(pod: unknown, old: unknown, options: MutationOptions): EphemeralResult {
+  const decoded = decodePod(pod);
+  if (!decoded.pod) return { patch: [], warnings: [unreadablePodWarning(decoded.problem)], mode: undefined };
+  const decodedOld = decodePod(old);
+  if (!decodedOld.pod) return { patch: [], warnings: [unreadablePodWarning(`old object: ${decodedOld.problem}`)], mode: undefined };
+  return mutateEphemeralView(decoded.pod, decodedOld.pod, options);
 }

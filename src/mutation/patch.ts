@@ -9,32 +9,39 @@ import {
   ANNOTATION,
   DEFAULT_TOKEN_EXPIRATION,
   ENV,
+  GENERATED_NAME_SUFFIX,
+  MAX_GENERATE_NAME_BASE,
+  MAX_ROLE_SESSION_NAME_LENGTH,
   type MutationOptions,
   POD_IDENTITY_LABEL,
+  type RoleSessionNameMode,
   TOKEN_EXPIRATION_JITTER_FLOOR,
   WEB_IDENTITY_TOKEN_FILE,
   WEB_IDENTITY_VOLUME_NAME,
 } from '../config.js';
-import { parseTokenExpirationAnnotation } from '../identity/service-account.js';
+import { parseRoleSessionName, parseTokenExpirationAnnotation } from '../identity/service-account.js';
 import type { ContainerView, EnvVarView, PodView } from './pod.js';
 import type { Identity } from './resolve.js';
 import { parseSkipContainers } from './values.js';
-import { quote, type WarningList } from './warnings.js';
+import { quote, warningList, type WarningList } from './warnings.js';
 
 export type PatchOperation = AddOperation<unknown>;
 
-/** What every container of the pod should receive. */
+/** What every container of the pod should receive; each value is built once per pod and shared. */
 interface Plan {
   volumeName: string;
   mountPath: string;
-  /** Built once per pod and shared by every container's ops. */
   mount?: V1VolumeMount;
-  stsEnv?: V1EnvVar;
-  regionEnv?: [V1EnvVar, V1EnvVar];
+  /** Added unless the container sets AWS_STS_REGIONAL_ENDPOINTS. */
+  stsEnv?: V1EnvVar | undefined;
+  /** Added unless the container sets either region variable. */
+  regionEnv?: readonly V1EnvVar[] | undefined;
   /** The identity pair: both names count as "already configured". */
   identityEnv: [V1EnvVar, V1EnvVar];
-  regionalSts: boolean;
-  region: string;
+  /** AWS_ROLE_SESSION_NAME, added with the identity pair unless the container sets it. */
+  sessionEnv?: V1EnvVar | undefined;
+  /** Set once some container got sessionEnv. */
+  sessionUsed?: boolean;
 }
 
 /** RFC 6901: "~" and "/" in a key are escaped. */
@@ -87,11 +94,16 @@ function containerOps(container: ContainerView, plan: Plan, warnings: WarningLis
   if (identityDefined && regionDefined && stsDefined) return [];
 
   const add: V1EnvVar[] = [];
-  if (!stsDefined && plan.regionalSts) add.push((plan.stsEnv ??= { name: ENV.stsRegionalEndpoints, value: 'regional' }));
-  if (!regionDefined && plan.region) {
-    add.push(...(plan.regionEnv ??= [{ name: ENV.defaultRegion, value: plan.region }, { name: ENV.region, value: plan.region }]));
+  if (!stsDefined && plan.stsEnv) add.push(plan.stsEnv);
+  if (!regionDefined && plan.regionEnv) add.push(...plan.regionEnv);
+  if (!identityDefined) {
+    add.push(idFirst, idSecond);
+    // A container's own session name is kept.
+    if (plan.sessionEnv && envVar(env, plan.sessionEnv.name) === undefined) {
+      add.push(plan.sessionEnv);
+      plan.sessionUsed = true;
+    }
   }
-  if (!identityDefined) add.push(idFirst, idSecond);
 
   const ops = appendOps(container.env, `${path}/env`, add);
   const mounts = container.volumeMounts ?? [];
@@ -108,10 +120,75 @@ function containerOps(container: ContainerView, plan: Plan, warnings: WarningLis
   return ops;
 }
 
-/** Pod annotations that refine the mutation: token-expiration and skip-containers. */
-function podAnnotations(pod: PodView, prefix: string, warnings: WarningList): { expiration?: number; skip: ReadonlySet<string> } {
-  const result: { expiration?: number; skip: ReadonlySet<string> } = { skip: new Set() };
-  const expirationKey = `${prefix}/${ANNOTATION.tokenExpiration}`;
+interface PodAnnotationKeys {
+  prefix: string;
+  expirationKey: string;
+  skipKey: string;
+  includeKey: string;
+  sessionKey: string;
+}
+
+let lastKeys: PodAnnotationKeys | undefined;
+
+/** The pod annotation names under `prefix`, built once per prefix (it is the same for every pod). */
+function podAnnotationKeys(prefix: string): PodAnnotationKeys {
+  if (lastKeys?.prefix !== prefix) {
+    lastKeys = {
+      prefix,
+      expirationKey: `${prefix}/${ANNOTATION.tokenExpiration}`,
+      skipKey: `${prefix}/${ANNOTATION.skipContainers}`,
+      includeKey: `${prefix}/${ANNOTATION.includeContainers}`,
+      sessionKey: `${prefix}/${ANNOTATION.roleSessionName}`,
+    };
+  }
+  return lastKeys;
+}
+
+/** What the pod's own annotations say about its mutation. */
+interface PodSettings {
+  expiration?: number;
+  skip: ReadonlySet<string>;
+  /** include-containers: only these get credentials; undefined when the pod does not say. */
+  include?: ReadonlySet<string>;
+  roleSessionName?: RoleSessionNameMode;
+}
+
+/**
+ * A list of container names (skip-containers, include-containers), parsed the
+ * same way; names that match none of `names` give one warning, unless
+ * `warnUnmatched` is false. undefined when the text is not valid CSV.
+ */
+function containerNames(
+  key: string,
+  text: string,
+  names: ReadonlySet<string>,
+  warnings: WarningList,
+  invalid: string,
+  warnUnmatched: boolean,
+): ReadonlySet<string> | undefined {
+  const parsed = parseSkipContainers(text, names);
+  if (parsed.error !== undefined) {
+    warnings.add(`annotation ${key} is not a valid comma-separated list (${parsed.error}); ${invalid}`);
+    return undefined;
+  }
+  if (warnUnmatched && parsed.unmatched > 0) {
+    const shown = parsed.unmatchedExamples.map((n) => quote(n, 32)).join(', ');
+    const more = parsed.unmatched > parsed.unmatchedExamples.length ? ', ...' : '';
+    warnings.add(`${parsed.unmatched} name(s) in annotation ${key} match no container of this pod: ${shown}${more}`);
+  }
+  return parsed.skipped;
+}
+
+/**
+ * Pod annotations that refine the mutation: token-expiration, skip-containers,
+ * include-containers and role-session-name. `names` gives the containers the
+ * lists are matched against (built only when a list is there); unmatched
+ * names are reported only when `warnUnmatched` (at creation, not again for a
+ * debug container).
+ */
+function podAnnotations(pod: PodView, prefix: string, warnings: WarningList, names: () => ReadonlySet<string>, warnUnmatched = true): PodSettings {
+  const result: PodSettings = { skip: new Set() };
+  const { expirationKey, skipKey, includeKey, sessionKey } = podAnnotationKeys(prefix);
   const expiration = pod.annotations.get(expirationKey);
   if (expiration !== undefined) {
     const found: string[] = [];
@@ -119,21 +196,46 @@ function podAnnotations(pod: PodView, prefix: string, warnings: WarningList): { 
     found.forEach(warnings.add);
     if (value !== undefined) result.expiration = value;
   }
-  const skipKey = `${prefix}/${ANNOTATION.skipContainers}`;
   const skip = pod.annotations.get(skipKey);
   if (skip !== undefined) {
-    const names = new Set(pod.containers.map((c) => c.name));
-    const parsed = parseSkipContainers(skip, names);
-    if (parsed.error !== undefined) {
-      warnings.add(`annotation ${skipKey} is not a valid comma-separated list (${parsed.error}); no container is skipped`);
-    } else if (parsed.unmatched > 0) {
-      const shown = parsed.unmatchedExamples.map((n) => quote(n, 32)).join(', ');
-      const more = parsed.unmatched > parsed.unmatchedExamples.length ? ', ...' : '';
-      warnings.add(`${parsed.unmatched} name(s) in annotation ${skipKey} match no container of this pod: ${shown}${more}`);
-    }
-    result.skip = parsed.skipped;
+    result.skip = containerNames(skipKey, skip, names(), warnings, 'no container is skipped', warnUnmatched) ?? new Set();
+  }
+  const include = pod.annotations.get(includeKey);
+  if (include !== undefined) {
+    // A list that cannot be read includes nothing: credentials are never given by mistake.
+    result.include = containerNames(includeKey, include, names(), warnings, 'no container gets credentials', warnUnmatched) ?? new Set();
+  }
+  const session = pod.annotations.get(sessionKey);
+  if (session !== undefined) {
+    const mode = parseRoleSessionName(sessionKey, session, warnings.add);
+    if (mode) result.roleSessionName = mode;
   }
   return result;
+}
+
+/** Whether the pod's annotations let `container` have credentials. */
+function selected(settings: PodSettings, container: ContainerView): boolean {
+  return !settings.skip.has(container.name) && (settings.include === undefined || settings.include.has(container.name));
+}
+
+/** The longest name the pod can have: its own, or what the API server makes of generateName. */
+function longestPodName(pod: PodView): number {
+  if (pod.metadataName) return pod.metadataName.length;
+  if (pod.generateName) return Math.min(pod.generateName.length, MAX_GENERATE_NAME_BASE) + GENERATED_NAME_SUFFIX;
+  return 0;
+}
+
+/** AWS_ROLE_SESSION_NAME from the downward API: the kubelet fills in the final name, generated ones too. */
+function podNameEnv(): V1EnvVar {
+  return { name: ENV.roleSessionName, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } };
+}
+
+function regionalStsEnv(regionalSts: boolean): V1EnvVar | undefined {
+  return regionalSts ? { name: ENV.stsRegionalEndpoints, value: 'regional' } : undefined;
+}
+
+function regionEnv(region: string): V1EnvVar[] | undefined {
+  return region ? [{ name: ENV.defaultRegion, value: region }, { name: ENV.region, value: region }] : undefined;
 }
 
 function jitteredExpiration(random: () => number): number {
@@ -157,8 +259,9 @@ export function buildPodPatch(
   random: () => number = Math.random,
 ): PatchOperation[] {
   const patch: PatchOperation[] = [];
-  const fromPod = podAnnotations(pod, options.annotationPrefix, warnings);
+  const fromPod = podAnnotations(pod, options.annotationPrefix, warnings, () => new Set(pod.containers.map((c) => c.name)));
   const cc = options.containerCredentials;
+  const { sessionKey } = podAnnotationKeys(options.annotationPrefix);
 
   let expiration = fromPod.expiration ?? identity.tokenExpiration;
   let plan: Plan;
@@ -174,9 +277,13 @@ export function buildPodPatch(
         { name: ENV.fullUri, value: cc.fullUri },
         { name: ENV.authTokenFile, value: tokenFilePath(pod, cc.mountPath, cc.tokenPath) },
       ],
-      regionalSts: identity.regionalSts,
-      region: options.region,
+      stsEnv: regionalStsEnv(identity.regionalSts),
+      regionEnv: regionEnv(options.region),
     };
+    // The flag covers web identities only; an annotation that asks for it here is a mistake worth a word.
+    if (fromPod.roleSessionName || identity.roleSessionName) {
+      warnings.add(`annotation ${sessionKey} is ignored: session names apply to web identity (IRSA), and this pod gets container credentials`);
+    }
     volume = projectedTokenVolume(cc.volumeName, cc.audience, expiration, cc.tokenPath);
     if (!pod.hasMetadata) {
       patch.push({ op: 'add', path: '/metadata', value: { labels: { [POD_IDENTITY_LABEL]: 'enabled' } } });
@@ -193,8 +300,10 @@ export function buildPodPatch(
         { name: ENV.roleArn, value: identity.roleArn },
         { name: ENV.tokenFile, value: tokenFilePath(pod, options.tokenMountPath, WEB_IDENTITY_TOKEN_FILE) },
       ],
-      regionalSts: identity.regionalSts,
-      region: options.region,
+      stsEnv: regionalStsEnv(identity.regionalSts),
+      regionEnv: regionEnv(options.region),
+      // The pod's annotation wins over the ServiceAccount's, which wins over the flag.
+      sessionEnv: (fromPod.roleSessionName ?? identity.roleSessionName ?? options.roleSessionName) ? podNameEnv() : undefined,
     };
     volume = projectedTokenVolume(WEB_IDENTITY_VOLUME_NAME, identity.audience, expiration, WEB_IDENTITY_TOKEN_FILE);
   }
@@ -207,8 +316,98 @@ export function buildPodPatch(
   }
 
   for (const container of pod.containers) {
-    if (fromPod.skip.has(container.name)) continue;
+    if (!selected(fromPod, container)) continue;
     for (const op of containerOps(container, plan, warnings)) patch.push(op);
   }
+  warnLongSessionName(pod, plan, sessionKey, warnings);
   return patch;
+}
+
+function warnLongSessionName(pod: PodView, plan: Plan, sessionKey: string, warnings: WarningList): void {
+  if (!plan.sessionUsed) return;
+  const length = longestPodName(pod);
+  if (length <= MAX_ROLE_SESSION_NAME_LENGTH) return;
+  warnings.add(
+    `AWS_ROLE_SESSION_NAME is the pod name, ${length} characters long, but STS accepts at most ${MAX_ROLE_SESSION_NAME_LENGTH}: ` +
+    `AssumeRoleWithWebIdentity will fail; shorten the name or remove ${sessionKey} (or --role-session-name)`,
+  );
+}
+
+/** The webhook's token volumes, in the order the modes win at creation, with their identity pairs. */
+function identityVolumes(options: MutationOptions): Array<{ mode: Identity['mode']; volume: string; pair: [string, string] }> {
+  return [
+    { mode: 'container-credentials', volume: options.containerCredentials.volumeName, pair: [ENV.fullUri, ENV.authTokenFile] },
+    { mode: 'web-identity', volume: WEB_IDENTITY_VOLUME_NAME, pair: [ENV.roleArn, ENV.tokenFile] },
+  ];
+}
+
+function literal(env: readonly EnvVarView[], name: string): V1EnvVar | undefined {
+  const found = envVar(env, name);
+  return found?.value !== undefined ? { name, value: found.value } : undefined;
+}
+
+/**
+ * The plan a debug container gets: the identity the pod was given at creation,
+ * read back from the first container (init or regular) that mounts the token
+ * volume and has both identity variables. Its own values are copied, so the
+ * debug container sees what that container sees, even if the ServiceAccount
+ * has changed since.
+ */
+function planFromPod(pod: PodView, options: MutationOptions, warnings: WarningList): { plan: Plan; mode: Identity['mode'] } | undefined {
+  for (const { mode, volume, pair } of identityVolumes(options)) {
+    if (!pod.volumes?.some((v) => v.name === volume && v.serviceAccountToken)) continue;
+    for (const c of pod.containers) {
+      const mount = c.volumeMounts?.find((m) => m.name === volume);
+      const env = c.env ?? [];
+      const first = literal(env, pair[0]);
+      const second = literal(env, pair[1]);
+      if (!mount || !first || !second) continue;
+      const region = [literal(env, ENV.defaultRegion), literal(env, ENV.region)].filter((e): e is V1EnvVar => e !== undefined);
+      const session = envVar(env, ENV.roleSessionName);
+      return {
+        mode,
+        plan: {
+          volumeName: volume,
+          mountPath: mount.mountPath,
+          identityEnv: [first, second],
+          stsEnv: literal(env, ENV.stsRegionalEndpoints),
+          regionEnv: region.length > 0 ? region : undefined,
+          // Only the session name this webhook injects (the pod's name) is carried over.
+          sessionEnv: mode === 'web-identity' && session?.fieldPath === 'metadata.name' ? podNameEnv() : undefined,
+        },
+      };
+    }
+    warnings.add(`the pod has the token volume ${quote(volume)} but no container that mounts it with ${pair[0]} and ${pair[1]}; new ephemeral containers are left unchanged`);
+    return undefined;
+  }
+  return undefined;
+}
+
+/**
+ * The patch for an UPDATE of pods/ephemeralcontainers: each ephemeral container
+ * that `old` does not have gets the env and the token mount of the identity the
+ * pod already has, unless the pod's skip-containers or include-containers
+ * annotations leave it out. Never a volume: this subresource only changes
+ * ephemeral containers, and a pod without the token volume gets nothing.
+ */
+export function buildEphemeralPatch(
+  pod: PodView,
+  old: PodView,
+  options: MutationOptions,
+  warnings: WarningList,
+): { patch: PatchOperation[]; mode: Identity['mode'] | undefined } {
+  const before = new Set(old.ephemeralContainers.map((c) => c.name));
+  const added = pod.ephemeralContainers.filter((c) => !before.has(c.name));
+  if (added.length === 0) return { patch: [], mode: undefined };
+  const found = planFromPod(pod, options, warnings);
+  if (!found) return { patch: [], mode: undefined };
+  const names = (): ReadonlySet<string> => new Set([...pod.containers, ...pod.ephemeralContainers].map((c) => c.name));
+  // Problems with the annotations were reported when the pod was created.
+  const settings = podAnnotations(pod, options.annotationPrefix, warningList(), names, false);
+  const patch: PatchOperation[] = [];
+  for (const container of added) {
+    if (!selected(settings, container)) continue;
+    for (const op of containerOps(container, found.plan, warnings)) patch.push(op);
+  }
+  return { patch, mode: found.mode };
 }

@@ -10,6 +10,8 @@ export interface EnvVarView {
   name: string;
   /** undefined when the variable has no literal value (valueFrom, or none). */
   value: string | undefined;
+  /** valueFrom.fieldRef.fieldPath (the downward API), when set. */
+  fieldPath?: string | undefined;
 }
 
 export interface MountView {
@@ -17,7 +19,7 @@ export interface MountView {
   mountPath: string;
 }
 
-export type ContainerField = 'initContainers' | 'containers';
+export type ContainerField = 'initContainers' | 'containers' | 'ephemeralContainers';
 
 export interface ContainerView {
   field: ContainerField;
@@ -37,6 +39,9 @@ export interface VolumeView {
 export interface PodView {
   /** metadata.name, else metadata.generateName, else ''; only for logs. */
   name: string;
+  /** metadata.name and metadata.generateName as given (a controller's pod has no name yet at admission). */
+  metadataName: string | undefined;
+  generateName: string | undefined;
   namespace: string | undefined;
   /** '' when unset. */
   serviceAccountName: string;
@@ -49,8 +54,10 @@ export interface PodView {
   os: string | undefined;
   /** undefined when the pod has no volumes list. */
   volumes: readonly VolumeView[] | undefined;
-  /** Init containers first, then containers; ephemeral containers are never mutated. */
+  /** Init containers first, then containers; ephemeral containers are not among them. */
   containers: readonly ContainerView[];
+  /** spec.ephemeralContainers: mutated only on an UPDATE of pods/ephemeralcontainers. */
+  ephemeralContainers: readonly ContainerView[];
 }
 
 export type DecodedPod = { pod: PodView; problem?: undefined } | { pod?: undefined; problem: string };
@@ -122,7 +129,13 @@ function decodeContainer(raw: unknown[], i: number, field: ContainerField): Cont
   const envList = optArray(c, 'env', path);
   const env = envList && each(envList, (j): EnvVarView => {
     const e = entry(envList, j, `${path}.env`);
-    return { name: optString(e, 'name', `${path}.env[${j}]`) ?? '', value: optString(e, 'value', `${path}.env[${j}]`) };
+    const at = `${path}.env[${j}]`;
+    const valueFrom = optObject(e, 'valueFrom', at);
+    const fieldRef = valueFrom && optObject(valueFrom, 'fieldRef', `${at}.valueFrom`);
+    const fieldPath = fieldRef && optString(fieldRef, 'fieldPath', `${at}.valueFrom.fieldRef`);
+    const view: EnvVarView = { name: optString(e, 'name', at) ?? '', value: optString(e, 'value', at) };
+    if (fieldPath !== undefined) view.fieldPath = fieldPath;
+    return view;
   });
   const mountList = optArray(c, 'volumeMounts', path);
   const volumeMounts = mountList && each(mountList, (j): MountView => {
@@ -148,6 +161,8 @@ function decodeVolume(raw: unknown[], i: number): VolumeView {
   return { name: optString(v, 'name', path) ?? '', serviceAccountToken };
 }
 
+const NO_CONTAINERS: readonly ContainerView[] = Object.freeze([]);
+
 function decode(raw: unknown): PodView {
   if (!isObject(raw)) fail('the pod', 'an object', raw);
   const metadata = own(raw, 'metadata');
@@ -160,9 +175,15 @@ function decode(raw: unknown): PodView {
     const list = optArray(spec, field, 'spec') ?? [];
     for (let i = 0; i < list.length; i++) containers.push(decodeContainer(list, i, field));
   }
+  const ephemeral = optArray(spec, 'ephemeralContainers', 'spec');
+  const ephemeralContainers = ephemeral ? each(ephemeral, (i) => decodeContainer(ephemeral, i, 'ephemeralContainers')) : NO_CONTAINERS;
   const volumes = optArray(spec, 'volumes', 'spec');
+  const metadataName = optString(meta, 'name', 'metadata');
+  const generateName = optString(meta, 'generateName', 'metadata');
   return {
-    name: optString(meta, 'name', 'metadata') || optString(meta, 'generateName', 'metadata') || '',
+    name: metadataName || generateName || '',
+    metadataName,
+    generateName,
     namespace: optString(meta, 'namespace', 'metadata'),
     serviceAccountName: optString(spec, 'serviceAccountName', 'spec') ?? '',
     hasMetadata: metadata !== undefined,
@@ -172,6 +193,7 @@ function decode(raw: unknown): PodView {
     os: os ? optString(os, 'name', 'spec.os') : undefined,
     volumes: volumes && each(volumes, (i) => decodeVolume(volumes, i)),
     containers,
+    ephemeralContainers,
   };
 }
 

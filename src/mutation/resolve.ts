@@ -1,6 +1,6 @@
 // Which identity a pod's ServiceAccount gives it, from what is known about
 // that ServiceAccount. Pure: the caller gathers the sources.
-import type { MutationOptions } from '../config.js';
+import type { MutationOptions, RoleSessionNameMode } from '../config.js';
 import { type ConfigMapIdentities, lookupConfigMap } from '../identity/config-map.js';
 import { type ContainerCredentialsIdentities, containerCredentialsKey } from '../identity/container-credentials.js';
 import type { ServiceAccountSettings } from '../identity/service-account.js';
@@ -15,6 +15,8 @@ export interface IdentitySources {
 interface TokenSettings {
   regionalSts: boolean;
   tokenExpiration: number;
+  /** The ServiceAccount's role-session-name annotation (used by web identities only). */
+  roleSessionName?: RoleSessionNameMode | undefined;
 }
 
 export interface WebIdentity extends TokenSettings {
@@ -58,6 +60,7 @@ export function resolveIdentity(
         mode: 'container-credentials',
         regionalSts: sa?.regionalSts ?? cm?.regionalSts ?? options.regionalSts,
         tokenExpiration: tokenExpiration ?? options.tokenExpiration,
+        roleSessionName: sa?.roleSessionName,
       },
     };
   }
@@ -74,6 +77,7 @@ export function resolveIdentity(
       audience: sa?.audience ?? cm?.audience ?? options.tokenAudience,
       regionalSts: sa?.regionalSts ?? cm?.regionalSts ?? options.regionalSts,
       tokenExpiration: tokenExpiration ?? options.tokenExpiration,
+      roleSessionName: sa?.roleSessionName,
     },
   };
 }

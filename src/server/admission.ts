@@ -7,6 +7,7 @@ import type { ServiceAccountSettings } from '../identity/service-account.js';
 import {
   boundWarnings,
   decodePod,
+  mutateEphemeralView,
   mutatePodView,
   type PodView,
   patchJson,
@@ -62,6 +63,8 @@ interface AdmissionRequest {
   namespace: string | undefined;
   operation: string | undefined;
   object: unknown;
+  /** Only read for an UPDATE of pods/ephemeralcontainers. */
+  oldObject: unknown;
 }
 
 type Obj = Record<string, unknown>;
@@ -104,6 +107,7 @@ function readRequest(body: unknown): { apiVersion: string; request: AdmissionReq
       namespace: ownString(request, 'namespace'),
       operation: ownString(request, 'operation'),
       object: own(request, 'object'),
+      oldObject: own(request, 'oldObject'),
     },
   };
 }
@@ -135,6 +139,7 @@ export function reviewAdmission(
 ): ReviewOutcome | Promise<ReviewOutcome> {
   const { apiVersion, request } = readRequest(body);
   const uid = request.uid;
+  if (isEphemeralContainersUpdate(request)) return reviewEphemeralContainers(apiVersion, request, options);
   if (!isPodCreate(request)) {
     return { review: respond(apiVersion, uid), outcome: 'ignored', log: { uid } };
   }
@@ -190,6 +195,49 @@ function admitPod(
       serviceAccount: name.slice(0, 253),
       mode: result.identity?.mode ?? 'none',
       lookup: lookup.outcome,
+      warnings: warnings.length,
+    },
+  };
+}
+
+// --- --mutate-ephemeral-containers ------------------------------------------
+// A debug container added to a running pod (kubectl debug) arrives as an UPDATE
+// of the pods/ephemeralcontainers subresource, with the pod before and after.
+
+const EPHEMERAL_OFF_WARNING = `${WARNING_PREFIX}the ephemeral containers are admitted unchanged: this webhook runs without --mutate-ephemeral-containers`;
+
+function isEphemeralContainersUpdate(r: AdmissionRequest): boolean {
+  return r.operation === 'UPDATE' && r.subResource === 'ephemeralcontainers' && r.resource === 'pods' && (r.group ?? '') === '';
+}
+
+/** Synchronous: the identity comes from the pod itself, not from its ServiceAccount. */
+function reviewEphemeralContainers(apiVersion: string, request: AdmissionRequest, options: MutationOptions): ReviewOutcome {
+  const { uid } = request;
+  if (!options.mutateEphemeralContainers) {
+    // The webhook configuration sends the subresource, but this webhook was not asked to handle it.
+    return { review: respond(apiVersion, uid, undefined, [EPHEMERAL_OFF_WARNING]), outcome: 'ignored', log: { uid } };
+  }
+  for (const [field, value] of [['object', request.object], ['oldObject', request.oldObject]] as const) {
+    if (!isObject(value) || !isObject(own(value, 'spec'))) throw new BadReviewError(`request.${field} is not a Pod with a spec`);
+  }
+  const pod = decodePod(request.object);
+  const old = decodePod(request.oldObject);
+  if (!pod.pod || !old.pod) {
+    const problem = pod.problem ?? `old object: ${old.problem ?? ''}`;
+    const warnings = boundWarnings([unreadablePodWarning(problem)], WARNING_PREFIX);
+    return { review: respond(apiVersion, uid, undefined, warnings), outcome: 'unchanged', log: { uid, warnings: 1 } };
+  }
+  const result = mutateEphemeralView(pod.pod, old.pod, options);
+  const warnings = boundWarnings(result.warnings, WARNING_PREFIX);
+  const namespace = request.namespace || pod.pod.namespace || 'default';
+  return {
+    review: respond(apiVersion, uid, result.patch.length > 0 ? patchJson(result.patch) : undefined, warnings),
+    outcome: result.patch.length > 0 ? 'mutated' : 'unchanged',
+    log: {
+      uid,
+      pod: pod.pod.name.slice(0, 253),
+      namespace: namespace.slice(0, 253),
+      mode: result.mode ?? 'none',
       warnings: warnings.length,
     },
   };

@@ -105,6 +105,9 @@ const bad: Array<[string, string[], RegExp]> = [
   ['bad ConfigMap config', ['mutate', '--pod', podYaml, '--config-map', file('cm.yaml', 'kind: ConfigMap\ndata:\n  config: "{bad"\n')], /data.config is not valid JSON/],
   ['annotation value not a string', ['mutate', '--pod', podYaml, '--service-account', file('sa-num.yaml', 'kind: ServiceAccount\nmetadata: {name: api, annotations: {eks.amazonaws.com/token-expiration: 3600}}\n')], /must map names to strings/],
   ['no input', ['mutate'], /no input: give -f <file> \(or --pod <file>\)/],
+  ['bad --role-session-name', ['mutate', '--pod', podYaml, '--role-session-name', 'name'], /--role-session-name <mode>' argument 'name' is invalid. expected pod-name or none/],
+  ['--old-pod that is not a Pod', ['mutate', '--pod', podYaml, '--old-pod', sa, '--mutate-ephemeral-containers'], /--old-pod \S+sa.yaml: is a ServiceAccount, not a Pod/],
+  ['--old-pod with a workload', ['mutate', '-f', file('dep-ok.yaml', 'kind: Deployment\nmetadata: {name: x}\nspec: {template: {spec: {containers: [{name: a}]}}}\n'), '--old-pod', podYaml], /with --old-pod, give exactly one Pod/],
   ['unknown command', ['frobnicate'], /unknown command/],
 ];
 for (const [name, args, message] of bad) {
@@ -351,4 +354,64 @@ t.test('completion: zsh and fish scripts name every command and option', async (
   const unknown = await inProcessRun(['completion', 'tcsh']);
   t.equal(unknown.status, 2);
   t.match(unknown.stderr, /Allowed choices are bash, zsh, fish/);
+});
+
+// --- opt-in features --------------------------------------------------------------
+
+const featurePod = file('feature-pod.yaml', `apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: shop
+  annotations:
+    eks.amazonaws.com/include-containers: app,ghost
+spec:
+  serviceAccountName: api
+  containers:
+  - name: app
+    image: nginx
+  - name: sidecar
+    image: envoy
+`);
+
+t.test('include-containers and --role-session-name from the CLI', async (t) => {
+  const r = run(['mutate', '--pod', featurePod, '--service-account', sa, '-o', 'json', '--role-session-name=pod-name']);
+  t.equal(r.status, 0, r.stderr);
+  t.equal(r.stderr, 'warning: 1 name(s) in annotation eks.amazonaws.com/include-containers match no container of this pod: "ghost"\n');
+  const out = JSON.parse(r.stdout) as { spec: { containers: Array<{ env?: unknown[] }> } };
+  t.same(out.spec.containers[0]!.env, [
+    { name: 'AWS_ROLE_ARN', value: ROLE },
+    { name: 'AWS_WEB_IDENTITY_TOKEN_FILE', value: '/var/run/secrets/eks.amazonaws.com/serviceaccount/token' },
+    { name: 'AWS_ROLE_SESSION_NAME', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } },
+  ]);
+  t.equal(out.spec.containers[1]!.env, undefined);
+  const none = run(['mutate', '--pod', featurePod, '--service-account', sa, '-o', 'json', '--role-session-name=none']);
+  t.notOk(none.stdout.includes('AWS_ROLE_SESSION_NAME'));
+});
+
+t.test('--old-pod: an update of pods/ephemeralcontainers', async (t) => {
+  const created = run(['mutate', '--pod', podYaml, '--service-account', sa, '-o', 'yaml']);
+  t.equal(created.status, 0, created.stderr);
+  const oldPod = file('old-pod.yaml', created.stdout);
+  const stored = parseYaml(created.stdout) as { spec: Record<string, unknown> };
+  stored.spec['ephemeralContainers'] = [{ name: 'debugger', image: 'busybox' }];
+  const newPod = file('new-pod.json', JSON.stringify(stored));
+
+  const r = run(['mutate', '--pod', newPod, '--old-pod', oldPod, '--mutate-ephemeral-containers']);
+  t.equal(r.status, 0, r.stderr);
+  t.equal(r.stderr, '');
+  const ops = JSON.parse(r.stdout) as Operation[];
+  t.same(ops, [
+    { op: 'add', path: '/spec/ephemeralContainers/0/env', value: [{ name: 'AWS_ROLE_ARN', value: ROLE }, { name: 'AWS_WEB_IDENTITY_TOKEN_FILE', value: '/var/run/secrets/eks.amazonaws.com/serviceaccount/token' }] },
+    { op: 'add', path: '/spec/ephemeralContainers/0/volumeMounts', value: [{ name: 'aws-iam-token', readOnly: true, mountPath: '/var/run/secrets/eks.amazonaws.com/serviceaccount' }] },
+  ]);
+  t.doesNotThrow(() => jsonpatch.applyPatch(stored, ops, true, false));
+
+  const review = run(['mutate', '--pod', newPod, '--old-pod', oldPod, '--mutate-ephemeral-containers', '-o', 'review']);
+  t.same(JSON.parse(Buffer.from(JSON.parse(review.stdout).response.patch, 'base64').toString()), ops);
+
+  const off = run(['mutate', '--pod', newPod, '--old-pod', oldPod]);
+  t.equal(off.status, 0);
+  t.equal(off.stdout.trim(), '[]');
+  t.equal(off.stderr, 'warning: --old-pod: the webhook changes updates of pods/ephemeralcontainers only with --mutate-ephemeral-containers; without it nothing changes\n');
 });
