@@ -124,6 +124,40 @@ function isPodCreate(r: AdmissionRequest): boolean {
 }
 
 /**
+ * The part of a review the webhook acts on, read and type-checked: small, and
+ * plain data (a large body is decoded in a worker thread and this is what
+ * crosses back; see body-decoder.ts).
+ */
+export type DecodedReview =
+  | { apiVersion: string; uid: string; kind: 'ignored' }
+  | { apiVersion: string; uid: string; kind: 'unreadable'; problem: string }
+  | { apiVersion: string; uid: string; kind: 'pod'; pod: PodView; namespace: string | undefined };
+
+/** Reads a parsed AdmissionReview; throws BadReviewError when it is not one. */
+export function decodeReview(body: unknown): DecodedReview {
+  const { apiVersion, request } = readRequest(body);
+  const uid = request.uid;
+  if (!isPodCreate(request)) return { apiVersion, uid, kind: 'ignored' };
+  if (!isObject(request.object) || !isObject(own(request.object, 'spec'))) {
+    throw new BadReviewError('request.object is not a Pod with a spec');
+  }
+  const decoded = decodePod(request.object);
+  if (!decoded.pod) return { apiVersion, uid, kind: 'unreadable', problem: decoded.problem };
+  return { apiVersion, uid, kind: 'pod', pod: decoded.pod, namespace: request.namespace };
+}
+
+/**
+ * Keeps only the pod annotations the engine reads (those under `prefix/`), so
+ * that a review made of megabytes of annotations decodes to a few bytes.
+ */
+export function withOwnAnnotations(review: DecodedReview, prefix: string): DecodedReview {
+  if (review.kind !== 'pod') return review;
+  const annotations = new Map<string, string>();
+  for (const [k, v] of review.pod.annotations) if (k.startsWith(`${prefix}/`)) annotations.set(k, v);
+  return { ...review, pod: { ...review.pod, annotations } };
+}
+
+/**
  * Synchronous when the ServiceAccount is cached (the usual case), so the hot
  * path allocates no Promise; a Promise only while a cache miss is looked up.
  */
@@ -133,21 +167,26 @@ export function reviewAdmission(
   options: MutationOptions,
   random?: () => number,
 ): ReviewOutcome | Promise<ReviewOutcome> {
-  const { apiVersion, request } = readRequest(body);
-  const uid = request.uid;
-  if (!isPodCreate(request)) {
+  return admitReview(decodeReview(body), identities, options, random);
+}
+
+/** The answer to a decoded review. */
+export function admitReview(
+  review: DecodedReview,
+  identities: IdentityProvider,
+  options: MutationOptions,
+  random?: () => number,
+): ReviewOutcome | Promise<ReviewOutcome> {
+  const { apiVersion, uid } = review;
+  if (review.kind === 'ignored') {
     return { review: respond(apiVersion, uid), outcome: 'ignored', log: { uid } };
   }
-  if (!isObject(request.object) || !isObject(own(request.object, 'spec'))) {
-    throw new BadReviewError('request.object is not a Pod with a spec');
-  }
-  const decoded = decodePod(request.object);
-  if (!decoded.pod) {
-    const warnings = boundWarnings([unreadablePodWarning(decoded.problem)], WARNING_PREFIX);
+  if (review.kind === 'unreadable') {
+    const warnings = boundWarnings([unreadablePodWarning(review.problem)], WARNING_PREFIX);
     return { review: respond(apiVersion, uid, undefined, warnings), outcome: 'unchanged', log: { uid, warnings: 1 } };
   }
-  const pod = decoded.pod;
-  const namespace = request.namespace || pod.namespace || 'default';
+  const pod = review.pod;
+  const namespace = review.namespace || pod.namespace || 'default';
   const name = pod.serviceAccountName || 'default';
   const found = identities.serviceAccount(namespace, name);
   const admit = (lookup: ServiceAccountLookup): ReviewOutcome =>
