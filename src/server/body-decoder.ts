@@ -20,7 +20,7 @@ export type DecodeAnswer =
 export type Decoded = DecodeAnswer | { failed: string };
 
 /** The worker's old generation: a legitimate pod (at most 1.5 MiB, etcd's limit) fits many times over. */
-export const DECODER_HEAP_MIB = 32;
+export const DECODER_HEAP_MIB = 64;
 
 export interface BodyDecoder {
   decode(body: Buffer): Promise<Decoded>;
