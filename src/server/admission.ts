@@ -40,7 +40,11 @@ export interface ReviewOutcome {
   /** The AdmissionReview to send back, as JSON. */
   review: string;
   outcome: 'mutated' | 'unchanged' | 'ignored';
-  /** What one log line says about the admission. */
+  /**
+   * What one log line says about the admission; the route fills in outcome
+   * and durationMs (their keys are here already, so the line is logged as it
+   * is, without copying it into a new object).
+   */
   log: {
     uid: string;
     pod?: string;
@@ -49,6 +53,8 @@ export interface ReviewOutcome {
     mode?: string;
     lookup?: LookupOutcome;
     warnings?: number;
+    outcome?: string;
+    durationMs?: number;
   };
 }
 
@@ -183,7 +189,7 @@ export function admitReview(
   }
   if (review.kind === 'unreadable') {
     const warnings = boundWarnings([unreadablePodWarning(review.problem)], WARNING_PREFIX);
-    return { review: respond(apiVersion, uid, undefined, warnings), outcome: 'unchanged', log: { uid, warnings: 1 } };
+    return { review: respond(apiVersion, uid, undefined, warnings), outcome: 'unchanged', log: { uid, warnings: 1, outcome: undefined, durationMs: undefined } };
   }
   const pod = review.pod;
   const namespace = review.namespace || pod.namespace || 'default';
@@ -230,6 +236,8 @@ function admitPod(
       mode: result.identity?.mode ?? 'none',
       lookup: lookup.outcome,
       warnings: warnings.length,
+      outcome: undefined,
+      durationMs: undefined,
     },
   };
 }
