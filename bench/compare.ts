@@ -1,7 +1,8 @@
 // Before/after of a change to the request path, in one run: several builds of
 // `serve` (each a path to its cli.js) and the bare route, measured in turns so
 // that the machine's other work falls on all of them alike.
-//   node dist-bench/bench/compare.js before=/tmp/before/dist/cli.js after=dist/cli.js
+//   node dist-bench/bench/compare.js before=dist-bench/before/dist/cli.js after=dist/cli.js
+// (dist-bench/before: a copy of dist and package.json made before the change).
 // Env: COMPARE_ROUNDS (3), COMPARE_SECONDS (5), BENCH_PROFILE=1 (a CPU profile summary per build).
 import type { ChildProcess } from 'node:child_process';
 import { createTestPki } from '../test/helpers/tls.js';
