@@ -51,6 +51,8 @@ export function bodyDecoder(annotationPrefix: string): BodyDecoder {
     worker.on('message', (a: DecodeAnswer) => {
       const resolve = self.pending.get(a.id);
       self.pending.delete(a.id);
+      // An idle worker does not keep the process alive; one with work does.
+      if (self.pending.size === 0) worker.unref();
       resolve?.(a);
     });
     const fail = (err?: Error): void => {
@@ -72,6 +74,7 @@ export function bodyDecoder(annotationPrefix: string): BodyDecoder {
       const bytes = body.byteOffset === 0 && body.buffer.byteLength === body.length ? body : new Uint8Array(body);
       return new Promise((resolve) => {
         r.pending.set(id, resolve);
+        r.worker.ref();
         r.worker.postMessage({ id, body: bytes } satisfies DecodeJob, [bytes.buffer as ArrayBuffer]);
       });
     },
