@@ -1,227 +1,217 @@
 // npm run bench: the real `serve` process (warm cache of 10,000 ServiceAccounts
 // from a fake API server) against a bare fastify HTTPS route, over keep-alive
-// HTTPS with a ~4 KiB AdmissionReview; then a steady 1,000 requests/s run, and
-// memory and initial-list time with 100,000 ServiceAccounts.
-import { type ChildProcess, spawn } from 'node:child_process';
+// HTTPS with a ~4.5 KiB AdmissionReview: saturation, server CPU per request, p99
+// at an even 1,000 requests/s; then RSS and time to ready with 0, 10,000 and
+// 100,000 ServiceAccounts, and (BENCH_REAL_API=1) against a real kube-apiserver.
+// Ends with one `key=value` line holding every number.
+//   BENCH_SECONDS=10     seconds per load run
+//   BENCH_PROFILE=1      CPU profile summaries (node --cpu-prof) of serve and the bare route
+//   BENCH_REAL_API=1     also a real control plane (scripts/controlplane.sh run) with 100,000 ServiceAccounts
+//                        (BENCH_REAL_COUNT of them); run it under the e2e lock: flock /tmp/piw-e2e.lock npm run bench
+//   BENCH_LOG_LEVEL=warn serve without the per-admission log line
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
-import autocannon from 'autocannon';
-import { freePort, httpsStatus, until } from '../test/helpers/cluster.js';
+import type autocannon from 'autocannon';
+import { parse as parseYaml } from 'yaml';
+import { startControlPlane } from '../test/helpers/cluster.js';
 import { createTestPki } from '../test/helpers/tls.js';
+import { cpuMs, memory, post, saturate, type Serve, type Steady, startBare, startFakeApi, startServe, steadyLoad, stop } from './lib.js';
+import { formatSummary, readProfile, summariseProfile } from './profile.js';
 import { realisticReview } from './review.js';
 
 const DURATION = Number(process.env['BENCH_SECONDS'] ?? 10);
 const CONNECTIONS = 16;
+const PROFILE = process.env['BENCH_PROFILE'] === '1';
+const REAL_API = process.env['BENCH_REAL_API'] === '1';
+const LOG_LEVEL = process.env['BENCH_LOG_LEVEL'] ?? 'info';
+const REAL_COUNT = Number(process.env['BENCH_REAL_COUNT'] ?? 100_000);
+/** How long a fresh process is left to settle before its RSS is read. */
+const SETTLE_MS = 2000;
 
-/** CPU time (user + system) a process has used, in milliseconds. */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10; // clock ticks of 10 ms
+const results: Record<string, string> = {};
+const put = (key: string, value: number, digits = 0): void => void (results[key] = value.toFixed(digits));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface Measured {
+  saturation: autocannon.Result;
+  /** Server CPU time per request at saturation, µs. */
+  cpuUs: number;
+  steady: Steady;
+  /** Server CPU time per request at an even 1,000 requests/s, µs. */
+  steadyCpuUs: number;
+  rss: number;
 }
 
-/** A saturating run, with the server's CPU time per request. */
-async function measured(pid: number, port: number, body: string, ca: string): Promise<{ result: autocannon.Result; cpuUs: number }> {
-  const before = cpuMs(pid);
-  const result = await load(port, body, ca);
-  return { result, cpuUs: ((cpuMs(pid) - before) * 1000) / result.requests.total };
+/** Warm-up, a saturating run, then an even 1,000 requests/s, each with the server's CPU time per request. */
+async function measure(pid: number, port: number, body: string, ca: string): Promise<Measured> {
+  await saturate(port, body, ca, Math.min(DURATION, 5), CONNECTIONS); // JIT, TLS sessions
+  let before = cpuMs(pid);
+  const saturation = await saturate(port, body, ca, DURATION, CONNECTIONS);
+  const cpuUs = ((cpuMs(pid) - before) * 1000) / saturation.requests.total;
+  before = cpuMs(pid);
+  const steady = await steadyLoad({ port, body, rate: 1000, seconds: DURATION + 1, tls: { ca }, untimedMs: 1000 });
+  const steadyCpuUs = ((cpuMs(pid) - before) * 1000) / steady.sent;
+  return { saturation, cpuUs, steady, steadyCpuUs, rss: memory(pid).now };
 }
 
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
+function printProfile(title: string, dir: string | undefined): void {
+  if (dir) console.log(`\n${formatSummary(title, summariseProfile(readProfile(dir)))}`);
 }
 
-async function waitReady(port: number, ca: string, child: ChildProcess): Promise<number> {
-  const start = Date.now();
-  await until('the webhook to be ready', async () => ((await httpsStatus(port, '/readyz', ca)) === 200 ? true : undefined), {
-    everyMs: 25,
-    giveUpIf: () => (child.exitCode !== null || child.signalCode !== null ? `serve exited (${child.signalCode ?? child.exitCode})` : undefined),
-  });
-  return Date.now() - start;
+/** serve against a fake API server with `count` ServiceAccounts: time to ready and RSS at rest. */
+async function atRest(count: number, cert: { certFile: string; keyFile: string }, ca: string): Promise<{ readyMs: number; rss: number }> {
+  const api = await startFakeApi(count);
+  try {
+    const s = await startServe({ kubeconfigPath: api.kubeconfigPath, cert, ca, logLevel: LOG_LEVEL, everyMs: 10 });
+    await sleep(SETTLE_MS);
+    const rss = memory(s.child.pid!).now;
+    await stop(s.child);
+    return { readyMs: s.readyMs, rss };
+  } finally {
+    await stop(api.child);
+  }
 }
 
-interface FakeApi {
-  child: ChildProcess;
-  kubeconfigPath: string;
-}
-
-/** A fake API server with `count` ServiceAccounts (every tenth with a role), plus shop/checkout. */
-async function startFakeApi(count: number): Promise<FakeApi> {
-  const child = spawn(process.execPath, ['dist-bench/bench/fake-api.js', String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const kubeconfigPath = await new Promise<string>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())));
-  return { child, kubeconfigPath };
-}
-
-interface Serve {
-  child: ChildProcess;
-  port: number;
-  readyMs: number;
-}
-
-async function startServe(fake: FakeApi, cert: { certFile: string; keyFile: string }, ca: string): Promise<Serve> {
-  const port = await freePort();
-  const metricsPort = await freePort();
-  const child = spawn(process.execPath, [
-    'dist/cli.js', 'serve', '--kubeconfig', fake.kubeconfigPath, '--tls-cert', cert.certFile, '--tls-key', cert.keyFile,
-    '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', '127.0.0.1', '--log-level', process.env['BENCH_LOG_LEVEL'] ?? 'info',
-  ], { stdio: ['ignore', 'ignore', 'inherit'] });
-  const readyMs = await waitReady(port, ca, child);
-  return { child, port, readyMs };
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  await new Promise<void>((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
-}
-
-function load(port: number, body: string, ca: string): Promise<autocannon.Result> {
-  return autocannon({
-    url: `https://127.0.0.1:${port}/mutate`,
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body,
-    connections: CONNECTIONS,
-    duration: DURATION,
-    tlsOptions: { ca },
-  } as autocannon.Options);
-}
-
-interface Steady {
-  sent: number;
-  failed: number;
-  p50: number;
-  p99: number;
-  max: number;
-}
-
-/**
- * An open-loop load at a steady rate: a few requests every 5 ms over keep-alive
- * connections, each timed on its own. (autocannon's rate limit sends each
- * second's quota in a burst, which measures the burst, not the server.)
- */
-async function steadyLoad(port: number, body: string, ca: string, rate: number, seconds: number): Promise<Steady> {
-  const agent = new Agent({ ca, keepAlive: true, maxSockets: 64 });
-  const latencies: number[] = [];
-  let failed = 0;
-  let sent = 0;
-  const pending = new Set<Promise<void>>();
-  const started = Date.now();
-  const one = (): void => {
-    sent++;
-    // The first second opens the keep-alive connections (TLS handshakes): not timed.
-    const timed = Date.now() - started >= 1000;
-    const start = process.hrtime.bigint();
-    const p = new Promise<void>((resolve) => {
-      const req = request({ host: '127.0.0.1', port, path: '/mutate', method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
-        res.resume();
-        res.on('end', () => {
-          if (res.statusCode !== 200) failed++;
-          else if (timed) latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
-          resolve();
-        });
-      });
-      req.on('error', () => {
-        failed++;
-        resolve();
-      });
-      req.end(body);
-    });
-    pending.add(p);
-    void p.then(() => pending.delete(p));
+/** Creates `count` ServiceAccounts (every tenth with a role) through the API, many requests at a time. */
+async function createServiceAccounts(kubeconfigPath: string, count: number): Promise<void> {
+  const config = parseYaml(readFileSync(kubeconfigPath, 'utf8')) as {
+    clusters: Array<{ cluster: { server: string; 'certificate-authority-data': string } }>;
+    users: Array<{ user: { 'client-certificate-data': string; 'client-key-data': string } }>;
   };
-  const tickMs = 5;
-  await new Promise<void>((resolve) => {
-    const timer = setInterval(() => {
-      const elapsed = Date.now() - started;
-      if (elapsed >= seconds * 1000) {
-        clearInterval(timer);
-        resolve();
-        return;
-      }
-      // Catch up to where the schedule says we should be, so timer jitter does not lower the rate.
-      const due = Math.floor((elapsed * rate) / 1000);
-      while (sent < due) one();
-    }, tickMs);
-  });
-  await Promise.all(pending);
+  const cluster = config.clusters[0]!.cluster;
+  const user = config.users[0]!.user;
+  const server = new URL(cluster.server);
+  const b64 = (s: string): string => Buffer.from(s, 'base64').toString();
+  const agent = new Agent({ keepAlive: true, maxSockets: 32, ca: b64(cluster['certificate-authority-data']), cert: b64(user['client-certificate-data']), key: b64(user['client-key-data']) });
+  const send = (method: string, path: string, body: unknown): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = request({ host: server.hostname, port: server.port, path, method, agent, headers: { 'content-type': 'application/json' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify(body));
+    });
+  const namespaces = 100;
+  for (let n = 0; n < namespaces; n++) {
+    const status = await send('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: `bench-${n}` } });
+    if (status !== 201 && status !== 409) throw new Error(`creating namespace bench-${n}: HTTP ${status}`);
+  }
+  let next = 0;
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    while (next < count) {
+      const i = next++;
+      const annotations = i % 10 === 0 ? { 'eks.amazonaws.com/role-arn': `arn:aws:iam::111122223333:role/r${i}` } : undefined;
+      const status = await send('POST', `/api/v1/namespaces/bench-${i % namespaces}/serviceaccounts`, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: `sa-${i}`, ...(annotations ? { annotations } : {}) } });
+      if (status !== 201 && status !== 409) throw new Error(`creating ServiceAccount sa-${i}: HTTP ${status}`);
+    }
+  }));
   agent.destroy();
-  latencies.sort((a, b) => a - b);
-  const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  return { sent, failed, p50: at(0.5), p99: at(0.99), max: latencies.at(-1) ?? NaN };
 }
 
-function line(name: string, r: autocannon.Result, rss: number): string {
+/** Time to ready against a real kube-apiserver, empty and with 100,000 ServiceAccounts. */
+async function realApi(cert: { certFile: string; keyFile: string }, ca: string): Promise<void> {
+  const cp = await startControlPlane('bench');
+  try {
+    const ready = async (): Promise<{ readyMs: number; rss: number }> => {
+      const s = await startServe({ kubeconfigPath: cp.kubeconfig, cert, ca, logLevel: LOG_LEVEL, everyMs: 10 });
+      await sleep(SETTLE_MS);
+      const rss = memory(s.child.pid!).now;
+      await stop(s.child);
+      return { readyMs: s.readyMs, rss };
+    };
+    const empty = await ready();
+    const started = Date.now();
+    await createServiceAccounts(cp.kubeconfig, REAL_COUNT);
+    const createMs = Date.now() - started;
+    const full = await ready();
+    console.log(`\nreal kube-apiserver: time to ready ${empty.readyMs} ms empty, ${full.readyMs} ms with ${REAL_COUNT} ServiceAccounts (created in ${(createMs / 1000).toFixed(0)} s); RSS ${empty.rss.toFixed(0)} / ${full.rss.toFixed(0)} MiB`);
+    put('real_ready_empty_ms', empty.readyMs);
+    put('real_ready_full_ms', full.readyMs);
+    put('real_rss_full_mib', full.rss);
+    put('real_service_accounts', REAL_COUNT);
+  } finally {
+    await cp.stop();
+  }
+}
+
+function line(name: string, m: Measured): string {
+  const r = m.saturation;
   const bad = r.errors + r.timeouts + r.non2xx;
-  return `${name.padEnd(22)} ${r.requests.average.toFixed(0).padStart(7)} req/s   p50 ${r.latency.p50.toFixed(2)} ms   p99 ${r.latency.p99.toFixed(2)} ms   max ${r.latency.max.toFixed(2)} ms   RSS ${rss.toFixed(0)} MiB   failed ${bad}`;
+  return `${name.padEnd(20)} ${r.requests.average.toFixed(0).padStart(6)} req/s  p50 ${r.latency.p50.toFixed(2)} ms  p99 ${r.latency.p99.toFixed(2)} ms  CPU/req ${m.cpuUs.toFixed(0)} µs  failed ${bad}` +
+    ` | 1,000 req/s: p50 ${m.steady.p50.toFixed(2)} ms  p99 ${m.steady.p99.toFixed(2)} ms  max ${m.steady.max.toFixed(2)} ms  CPU/req ${m.steadyCpuUs.toFixed(0)} µs  failed ${m.steady.failed}`;
 }
 
 async function main(): Promise<void> {
   const pki = createTestPki();
-  const serving = pki.issue('bench');
+  const cert = pki.issue('bench');
   const body = realisticReview('shop', 'checkout');
-  console.log(`AdmissionReview: ${body.length} bytes; ${DURATION} s per run, ${CONNECTIONS} keep-alive connections`);
+  console.log(`AdmissionReview: ${body.length} bytes; ${DURATION} s per run, ${CONNECTIONS} keep-alive connections; log level ${LOG_LEVEL}`);
 
   // 1. /mutate with a warm cache of 10,000 ServiceAccounts.
   const fake = await startFakeApi(10_000);
-  const serve = await startServe(fake, serving, pki.caCert);
-  const sample = await new Promise<string>((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: serve.port, path: '/mutate', method: 'POST', ca: pki.caCert, headers: { 'content-type': 'application/json' } }, (res) => {
-      let text = '';
-      res.on('data', (c) => (text += c));
-      res.on('end', () => resolve(text));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-  if (!sample.includes('"patchType":"JSONPatch"')) throw new Error(`the bench pod was not mutated: ${sample}`);
-  await load(serve.port, body, pki.caCert); // warm-up (JIT, TLS session setup)
-  const { result: mutate, cpuUs: mutateCpu } = await measured(serve.child.pid!, serve.port, body, pki.caCert);
-  const mutateRss = rssMiB(serve.child.pid!);
-  const steady = await steadyLoad(serve.port, body, pki.caCert, 1000, DURATION);
-  await stop(serve.child);
-  await stop(fake.child);
+  let serve: Serve;
+  let ours: Measured;
+  let rss10k: number;
+  let sampleSize: number;
+  try {
+    serve = await startServe({ kubeconfigPath: fake.kubeconfigPath, cert, ca: pki.caCert, logLevel: LOG_LEVEL, profile: PROFILE });
+    await sleep(SETTLE_MS);
+    rss10k = memory(serve.child.pid!).now;
+    const sample = await post(serve.port, body, pki.caCert);
+    if (!sample.text.includes('"patchType":"JSONPatch"')) throw new Error(`the bench pod was not mutated: ${sample.text}`);
+    sampleSize = sample.text.length;
+    ours = await measure(serve.child.pid!, serve.port, body, pki.caCert);
+    await stop(serve.child);
+  } finally {
+    await stop(fake.child);
+  }
 
   // 2. The bare route, same request and response sizes.
-  const barePort = await freePort();
-  const bare = spawn(process.execPath, ['dist-bench/bench/bare-server.js', serving.certFile, serving.keyFile, String(barePort), String(sample.length)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise((resolve) => bare.stdout!.once('data', resolve));
-  await load(barePort, body, pki.caCert);
-  const { result: bareResult, cpuUs: bareCpu } = await measured(bare.pid!, barePort, body, pki.caCert);
-  const bareSteady = await steadyLoad(barePort, body, pki.caCert, 1000, DURATION);
-  const bareRss = rssMiB(bare.pid!);
-  await stop(bare);
+  const bare = await startBare(cert, sampleSize, PROFILE);
+  const bareResult = await measure(bare.child.pid!, bare.port, body, pki.caCert);
+  await stop(bare.child);
 
   console.log('');
-  console.log(line('/mutate (serve)', mutate, mutateRss));
-  console.log(line('bare fastify route', bareResult, bareRss));
-  console.log(`throughput ratio /mutate : bare = ${(mutate.requests.average / bareResult.requests.average).toFixed(2)} (target >= 0.80)`);
-  console.log(`server CPU per request: /mutate ${mutateCpu.toFixed(0)} µs, bare ${bareCpu.toFixed(0)} µs (the load generator shares the 2 cores)`);
-  const steadyLine = (name: string, r: Steady): string =>
-    `${name.padEnd(22)} sent ${r.sent} in ${DURATION} s (first second untimed)   p50 ${r.p50.toFixed(2)} ms   p99 ${r.p99.toFixed(2)} ms   max ${r.max.toFixed(2)} ms   failed ${r.failed}`;
-  console.log('');
-  console.log('steady 1,000 requests/s, evenly spaced:');
-  console.log(steadyLine('/mutate (serve)', steady));
-  console.log(steadyLine('bare fastify route', bareSteady));
-  console.log(`p99 of /mutate at a steady 1,000 req/s = ${steady.p99.toFixed(2)} ms (target < 5 ms)`);
+  console.log(line('/mutate (serve)', ours));
+  console.log(line('bare fastify route', bareResult));
+  const ratio = ours.cpuUs / bareResult.cpuUs;
+  const steadyRatio = ours.steadyCpuUs / bareResult.steadyCpuUs;
+  console.log(`server CPU per request: /mutate ${ours.cpuUs.toFixed(0)} µs, bare ${bareResult.cpuUs.toFixed(0)} µs, ratio ${ratio.toFixed(2)} at saturation; ` +
+    `${ours.steadyCpuUs.toFixed(0)} / ${bareResult.steadyCpuUs.toFixed(0)} µs, ratio ${steadyRatio.toFixed(2)} at 1,000 req/s (target <= 1.25)`);
+  console.log(`throughput /mutate : bare = ${(ours.saturation.requests.average / bareResult.saturation.requests.average).toFixed(2)}; ` +
+    `p99 at an even 1,000 req/s ${ours.steady.p99.toFixed(2)} ms (target <= 1.5 ms)`);
+  printProfile('serve /mutate', serve.profileDir);
+  printProfile('bare route', bare.profileDir);
 
-  // 3. Memory and initial list: 0 against 100,000 ServiceAccounts.
-  const sizes: Record<number, { rss: number; readyMs: number }> = {};
-  for (const count of [0, 100_000]) {
-    const api = await startFakeApi(count);
-    const s = await startServe(api, serving, pki.caCert);
-    await new Promise((r) => setTimeout(r, 2000));
-    sizes[count] = { rss: rssMiB(s.child.pid!), readyMs: s.readyMs };
-    await stop(s.child);
-    await stop(api.child);
-  }
-  const empty = sizes[0]!;
-  const full = sizes[100_000]!;
+  // 3. Memory at rest and time to ready: 0, 10,000 (above) and 100,000 ServiceAccounts.
+  const empty = await atRest(0, cert, pki.caCert);
+  const full = await atRest(100_000, cert, pki.caCert);
   console.log('');
-  console.log(`RSS with an empty cache: ${empty.rss.toFixed(0)} MiB; with 100,000 ServiceAccounts: ${full.rss.toFixed(0)} MiB; difference ${(full.rss - empty.rss).toFixed(0)} MiB (target < 100 MB)`);
-  console.log(`time to ready: empty ${empty.readyMs} ms; 100,000 ServiceAccounts (paged list of 500) ${full.readyMs} ms`);
+  console.log(`RSS at rest: empty cache ${empty.rss.toFixed(0)} MiB, 10,000 ServiceAccounts ${rss10k.toFixed(0)} MiB, 100,000 ${full.rss.toFixed(0)} MiB; after the load runs ${ours.rss.toFixed(0)} MiB (bare route ${bareResult.rss.toFixed(0)} MiB)`);
+  console.log(`time to ready (fake API server): empty ${empty.readyMs} ms, 10,000 ServiceAccounts ${serve.readyMs} ms, 100,000 ${full.readyMs} ms (pages of 500)`);
+
+  put('ours_rps', ours.saturation.requests.average);
+  put('bare_rps', bareResult.saturation.requests.average);
+  put('ours_cpu_us', ours.cpuUs);
+  put('bare_cpu_us', bareResult.cpuUs);
+  put('cpu_ratio', ratio, 2);
+  put('ours_steady_cpu_us', ours.steadyCpuUs);
+  put('bare_steady_cpu_us', bareResult.steadyCpuUs);
+  put('steady_cpu_ratio', steadyRatio, 2);
+  put('p99_1000rps_ms', ours.steady.p99, 2);
+  put('bare_p99_1000rps_ms', bareResult.steady.p99, 2);
+  put('failed', ours.saturation.errors + ours.saturation.non2xx + ours.saturation.timeouts + ours.steady.failed);
+  put('rss_empty_mib', empty.rss);
+  put('rss_10k_mib', rss10k);
+  put('rss_100k_mib', full.rss);
+  put('rss_after_load_mib', ours.rss);
+  put('ready_empty_ms', empty.readyMs);
+  put('ready_10k_ms', serve.readyMs);
+  put('ready_100k_ms', full.readyMs);
+
+  if (REAL_API) await realApi(cert, pki.caCert);
+  console.log(`\n${Object.entries(results).map(([k, v]) => `${k}=${v}`).join(' ')}`);
 }
 
 await main();

@@ -6,13 +6,12 @@
 // certificate. Prints the serve process's peak RSS and the legitimate client's
 // p50/p99 during the attack, against the targets (peak RSS < 200 MiB, p99 < 50 ms;
 // the manifests' memory limit is 256 Mi).
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:https';
 import { join } from 'node:path';
 import { type TLSSocket, connect } from 'node:tls';
-import { freePort, httpsStatus, until } from '../test/helpers/cluster.js';
 import { createTestPki } from '../test/helpers/tls.js';
+import { memory, startFakeApi, startServe, type Steady, steadyLoad, stop } from './lib.js';
 import { realisticReview } from './review.js';
 
 const SECONDS = Number(process.env['SOAK_SECONDS'] ?? 20);
@@ -23,13 +22,6 @@ const IDLE_CONNECTIONS = Number(process.env['SOAK_IDLE'] ?? 300);
 const LEGIT_RATE = 100;
 const TARGET_RSS_MIB = 200;
 const TARGET_P99_MS = 50;
-
-/** Peak (VmHWM) and current (VmRSS) resident memory of a process, in MiB. */
-function memory(pid: number): { peak: number; now: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN);
-  return { peak: kb('VmHWM') / 1024, now: kb('VmRSS') / 1024 };
-}
 
 /** A valid AdmissionReview of `size` bytes: a pod whose annotations hold ~128 KiB values. */
 function hostileReview(size: number): Buffer {
@@ -141,93 +133,22 @@ function idleConnections(port: number, tls: Tls, stats: Record<string, number>):
   });
 }
 
-interface Legit {
-  sent: number;
-  failed: number;
-  p50: number;
-  p99: number;
-  max: number;
-}
-
 /** Normal reviews at a steady rate over keep-alive connections, each timed. */
-async function legitimate(port: number, tls: Tls, seconds: number): Promise<Legit> {
-  const agent = new Agent({ ca: tls.ca, keepAlive: true, maxSockets: 8, ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}) });
-  const body = realisticReview('shop', 'checkout');
-  const latencies: number[] = [];
-  let failed = 0;
-  let sent = 0;
-  const pending = new Set<Promise<void>>();
-  const started = Date.now();
-  const one = (): void => {
-    sent++;
-    const start = process.hrtime.bigint();
-    const p = new Promise<void>((resolve) => {
-      const req = request({ host: '127.0.0.1', port, path: '/mutate', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-        res.resume();
-        res.on('end', () => {
-          if (res.statusCode !== 200) failed++;
-          else latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
-          resolve();
-        });
-      });
-      req.on('error', () => {
-        failed++;
-        resolve();
-      });
-      req.end(body);
-    });
-    pending.add(p);
-    void p.then(() => pending.delete(p));
-  };
-  await new Promise<void>((resolve) => {
-    const timer = setInterval(() => {
-      const elapsed = Date.now() - started;
-      if (elapsed >= seconds * 1000) {
-        clearInterval(timer);
-        resolve();
-        return;
-      }
-      const due = Math.floor((elapsed * LEGIT_RATE) / 1000);
-      while (sent < due) one();
-    }, 5);
-  });
-  await Promise.all(pending);
-  agent.destroy();
-  latencies.sort((a, b) => a - b);
-  const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  return { sent, failed, p50: at(0.5), p99: at(0.99), max: latencies.at(-1) ?? NaN };
-}
-
-async function startFakeApi(): Promise<ChildProcess & { kubeconfigPath: string }> {
-  const child = spawn(process.execPath, ['dist-bench/bench/fake-api.js', '1000'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const kubeconfigPath = await new Promise<string>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())));
-  return Object.assign(child, { kubeconfigPath });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  await new Promise<void>((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
+function legitimate(port: number, tls: Tls, seconds: number): Promise<Steady> {
+  const agentTls = { ca: tls.ca, ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}) };
+  return steadyLoad({ port, body: realisticReview('shop', 'checkout'), rate: LEGIT_RATE, seconds, tls: agentTls, maxSockets: 8 });
 }
 
 async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeof createTestPki>, mtls: boolean): Promise<boolean> {
   const serving = pki.issue(`soak-${name}`);
-  const port = await freePort();
-  const metricsPort = await freePort();
-  const args = [
-    'dist/cli.js', 'serve', '--kubeconfig', kubeconfigPath, '--tls-cert', serving.certFile, '--tls-key', serving.keyFile,
-    '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', '127.0.0.1', '--log-level', 'info',
-    ...(mtls ? ['--client-ca', join(pki.dir, 'ca.crt')] : []),
-    ...(process.env['SOAK_SERVE_ARGS'] ?? '').split(' ').filter(Boolean),
-  ];
-  const serve = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  const { child: serve, port } = await startServe({
+    kubeconfigPath,
+    cert: serving,
+    ca: pki.caCert,
+    args: [...(mtls ? ['--client-ca', join(pki.dir, 'ca.crt')] : []), ...(process.env['SOAK_SERVE_ARGS'] ?? '').split(' ').filter(Boolean)],
+    everyMs: 50,
+  });
   try {
-    await until('the webhook to be ready', async () => ((await httpsStatus(port, '/readyz', pki.caCert)) === 200 ? true : undefined), {
-      everyMs: 50,
-      giveUpIf: () => (serve.exitCode !== null ? `serve exited with ${serve.exitCode}` : undefined),
-    });
     const client = pki.issue(`soak-client-${name}`, { client: true });
     const legitTls: Tls = { ca: pki.caCert, ...(mtls ? { cert: client.cert, key: client.key } : {}) };
     const before = memory(serve.pid!);
@@ -273,13 +194,13 @@ async function attack(port: number, caFile: string, seconds: number): Promise<vo
 
 async function main(): Promise<void> {
   const pki = createTestPki();
-  const fake = await startFakeApi();
+  const fake = await startFakeApi(1000);
   try {
     const open = await phase('open', fake.kubeconfigPath, pki, false);
     const mtls = await phase('client-ca', fake.kubeconfigPath, pki, true);
     console.log(`\nsoak: ${open && mtls ? 'all targets met' : 'targets NOT met'}`);
   } finally {
-    await stop(fake);
+    await stop(fake.child);
   }
 }
 

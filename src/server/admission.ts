@@ -41,7 +41,11 @@ export interface ReviewOutcome {
   /** The AdmissionReview to send back, as JSON. */
   review: string;
   outcome: 'mutated' | 'unchanged' | 'ignored';
-  /** What one log line says about the admission. */
+  /**
+   * What one log line says about the admission; the route fills in outcome
+   * and durationMs (their keys are here already, so the line is logged as it
+   * is, without copying it into a new object).
+   */
   log: {
     uid: string;
     pod?: string;
@@ -50,6 +54,8 @@ export interface ReviewOutcome {
     mode?: string;
     lookup?: LookupOutcome;
     warnings?: number;
+    outcome?: string;
+    durationMs?: number;
   };
 }
 
@@ -128,6 +134,47 @@ function isPodCreate(r: AdmissionRequest): boolean {
 }
 
 /**
+ * The part of a review the webhook acts on, read and type-checked: small, and
+ * plain data (a large body is decoded in a worker thread and this is what
+ * crosses back; see body-decoder.ts).
+ */
+export type DecodedReview =
+  | { apiVersion: string; uid: string; kind: 'ignored' }
+  | { apiVersion: string; uid: string; kind: 'unreadable'; problem: string }
+  | { apiVersion: string; uid: string; kind: 'pod'; pod: PodView; namespace: string | undefined }
+  | { apiVersion: string; uid: string; kind: 'ephemeral'; namespace: string | undefined; pods: EphemeralPods };
+
+/** An UPDATE of pods/ephemeralcontainers: the pod after and before, or why they cannot be read. */
+type EphemeralPods = { pod: PodView; old: PodView } | { problem: string } | { malformed: string };
+
+/** Reads a parsed AdmissionReview; throws BadReviewError when it is not one. */
+export function decodeReview(body: unknown): DecodedReview {
+  const { apiVersion, request } = readRequest(body);
+  const uid = request.uid;
+  if (isEphemeralContainersUpdate(request)) {
+    return { apiVersion, uid, kind: 'ephemeral', namespace: request.namespace, pods: decodeEphemeralPods(request) };
+  }
+  if (!isPodCreate(request)) return { apiVersion, uid, kind: 'ignored' };
+  if (!isObject(request.object) || !isObject(own(request.object, 'spec'))) {
+    throw new BadReviewError('request.object is not a Pod with a spec');
+  }
+  const decoded = decodePod(request.object);
+  if (!decoded.pod) return { apiVersion, uid, kind: 'unreadable', problem: decoded.problem };
+  return { apiVersion, uid, kind: 'pod', pod: decoded.pod, namespace: request.namespace };
+}
+
+/**
+ * Keeps only the pod annotations the engine reads (those under `prefix/`), so
+ * that a review made of megabytes of annotations decodes to a few bytes.
+ */
+export function withOwnAnnotations(review: DecodedReview, prefix: string): DecodedReview {
+  if (review.kind !== 'pod') return review;
+  const annotations = new Map<string, string>();
+  for (const [k, v] of review.pod.annotations) if (k.startsWith(`${prefix}/`)) annotations.set(k, v);
+  return { ...review, pod: { ...review.pod, annotations } };
+}
+
+/**
  * Synchronous when the ServiceAccount is cached (the usual case), so the hot
  * path allocates no Promise; a Promise only while a cache miss is looked up.
  */
@@ -137,22 +184,27 @@ export function reviewAdmission(
   options: MutationOptions,
   random?: () => number,
 ): ReviewOutcome | Promise<ReviewOutcome> {
-  const { apiVersion, request } = readRequest(body);
-  const uid = request.uid;
-  if (isEphemeralContainersUpdate(request)) return reviewEphemeralContainers(apiVersion, request, options);
-  if (!isPodCreate(request)) {
+  return admitReview(decodeReview(body), identities, options, random);
+}
+
+/** The answer to a decoded review. */
+export function admitReview(
+  review: DecodedReview,
+  identities: IdentityProvider,
+  options: MutationOptions,
+  random?: () => number,
+): ReviewOutcome | Promise<ReviewOutcome> {
+  const { apiVersion, uid } = review;
+  if (review.kind === 'ephemeral') return admitEphemeralContainers(review, options);
+  if (review.kind === 'ignored') {
     return { review: respond(apiVersion, uid), outcome: 'ignored', log: { uid } };
   }
-  if (!isObject(request.object) || !isObject(own(request.object, 'spec'))) {
-    throw new BadReviewError('request.object is not a Pod with a spec');
+  if (review.kind === 'unreadable') {
+    const warnings = boundWarnings([unreadablePodWarning(review.problem)], WARNING_PREFIX);
+    return { review: respond(apiVersion, uid, undefined, warnings), outcome: 'unchanged', log: { uid, warnings: 1, outcome: undefined, durationMs: undefined } };
   }
-  const decoded = decodePod(request.object);
-  if (!decoded.pod) {
-    const warnings = boundWarnings([unreadablePodWarning(decoded.problem)], WARNING_PREFIX);
-    return { review: respond(apiVersion, uid, undefined, warnings), outcome: 'unchanged', log: { uid, warnings: 1 } };
-  }
-  const pod = decoded.pod;
-  const namespace = request.namespace || pod.namespace || 'default';
+  const pod = review.pod;
+  const namespace = review.namespace || pod.namespace || 'default';
   const name = pod.serviceAccountName || 'default';
   const found = identities.serviceAccount(namespace, name);
   const admit = (lookup: ServiceAccountLookup): ReviewOutcome =>
@@ -196,6 +248,8 @@ function admitPod(
       mode: result.identity?.mode ?? 'none',
       lookup: lookup.outcome,
       warnings: warnings.length,
+      outcome: undefined,
+      durationMs: undefined,
     },
   };
 }
@@ -210,32 +264,37 @@ function isEphemeralContainersUpdate(r: AdmissionRequest): boolean {
   return r.operation === 'UPDATE' && r.subResource === 'ephemeralcontainers' && r.resource === 'pods' && (r.group ?? '') === '';
 }
 
+function decodeEphemeralPods(request: AdmissionRequest): EphemeralPods {
+  for (const [field, value] of [['object', request.object], ['oldObject', request.oldObject]] as const) {
+    if (!isObject(value) || !isObject(own(value, 'spec'))) return { malformed: `request.${field} is not a Pod with a spec` };
+  }
+  const pod = decodePod(request.object);
+  const old = decodePod(request.oldObject);
+  if (!pod.pod || !old.pod) return { problem: pod.problem ?? `old object: ${old.problem ?? ''}` };
+  return { pod: pod.pod, old: old.pod };
+}
+
 /** Synchronous: the identity comes from the pod itself, not from its ServiceAccount. */
-function reviewEphemeralContainers(apiVersion: string, request: AdmissionRequest, options: MutationOptions): ReviewOutcome {
-  const { uid } = request;
+function admitEphemeralContainers(review: Extract<DecodedReview, { kind: 'ephemeral' }>, options: MutationOptions): ReviewOutcome {
+  const { apiVersion, uid, pods } = review;
   if (!options.mutateEphemeralContainers) {
     // The webhook configuration sends the subresource, but this webhook was not asked to handle it.
     return { review: respond(apiVersion, uid, undefined, [EPHEMERAL_OFF_WARNING]), outcome: 'ignored', log: { uid } };
   }
-  for (const [field, value] of [['object', request.object], ['oldObject', request.oldObject]] as const) {
-    if (!isObject(value) || !isObject(own(value, 'spec'))) throw new BadReviewError(`request.${field} is not a Pod with a spec`);
-  }
-  const pod = decodePod(request.object);
-  const old = decodePod(request.oldObject);
-  if (!pod.pod || !old.pod) {
-    const problem = pod.problem ?? `old object: ${old.problem ?? ''}`;
-    const warnings = boundWarnings([unreadablePodWarning(problem)], WARNING_PREFIX);
+  if ('malformed' in pods) throw new BadReviewError(pods.malformed);
+  if ('problem' in pods) {
+    const warnings = boundWarnings([unreadablePodWarning(pods.problem)], WARNING_PREFIX);
     return { review: respond(apiVersion, uid, undefined, warnings), outcome: 'unchanged', log: { uid, warnings: 1 } };
   }
-  const result = mutateEphemeralView(pod.pod, old.pod, options);
+  const result = mutateEphemeralView(pods.pod, pods.old, options);
   const warnings = boundWarnings(result.warnings, WARNING_PREFIX);
-  const namespace = request.namespace || pod.pod.namespace || 'default';
+  const namespace = review.namespace || pods.pod.namespace || 'default';
   return {
     review: respond(apiVersion, uid, result.patch.length > 0 ? patchJson(result.patch) : undefined, warnings),
     outcome: result.patch.length > 0 ? 'mutated' : 'unchanged',
     log: {
       uid,
-      pod: pod.pod.name.slice(0, 253),
+      pod: pods.pod.name.slice(0, 253),
       namespace: namespace.slice(0, 253),
       mode: result.mode ?? 'none',
       warnings: warnings.length,

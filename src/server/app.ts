@@ -7,8 +7,9 @@ import Fastify, { type FastifyError, type FastifyPluginAsync, type FastifyReply,
 import type { Logger } from 'pino';
 import { SERVER_DEFAULTS, type MutationOptions } from '../config.js';
 import type { ClientVerdict } from '../tls/client-auth.js';
-import { BadReviewError, type IdentityProvider, type ReviewOutcome, reviewAdmission } from './admission.js';
+import { admitReview, BadReviewError, type IdentityProvider, type ReviewOutcome, reviewAdmission } from './admission.js';
 import { type BodyGrant, bodyBudget } from './body-budget.js';
+import { bodyDecoder, type DecodeAnswer } from './body-decoder.js';
 import type { AdmissionOutcome, WebhookMetrics } from './metrics.js';
 
 /** Timeouts and caps of the HTTPS server (the serve flags of the same names). */
@@ -79,6 +80,11 @@ function reasonFor(err: FastifyError, contentType: string | undefined, bodyLimit
   }
 }
 
+/** A large body, parsed and decoded by the worker (body-decoder.ts). */
+class DecodedBody {
+  constructor(readonly answer: DecodeAnswer) {}
+}
+
 const startedAt = Symbol('startedAt');
 const bodyGrant = Symbol('bodyGrant');
 declare module 'fastify' {
@@ -91,14 +97,17 @@ declare module 'fastify' {
 const secondsSince = (request: { [startedAt]?: number }): number => (performance.now() - (request[startedAt] ?? performance.now())) / 1000;
 
 const admissionRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) => {
-  // Measured from the first byte of the request, so body parsing counts too.
-  app.addHook('onRequest', (request, _reply, done) => {
-    request[startedAt] = performance.now();
-    done();
-  });
+  // Each outcome's counter and histogram series, looked up once (prom-client
+  // hashes the label set on every call otherwise).
+  const series = new Map<AdmissionOutcome, { count: { inc(): void }; duration: { observe(v: number): void } }>();
   const record = (outcome: AdmissionOutcome, seconds: number): void => {
-    o.metrics.admissions.inc({ outcome });
-    o.metrics.admissionDuration.observe({ outcome }, seconds);
+    let s = series.get(outcome);
+    if (!s) {
+      s = { count: o.metrics.admissions.labels({ outcome }), duration: o.metrics.admissionDuration.labels({ outcome }) };
+      series.set(outcome, s);
+    }
+    s.count.inc();
+    s.duration.observe(seconds);
   };
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
@@ -116,7 +125,10 @@ const admissionRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) =>
     if (result.outcome === 'mutated' && result.log.mode) o.metrics.podsMutated.inc({ mode: result.log.mode });
     if (result.log.lookup && result.log.lookup !== 'cache') o.metrics.cacheMisses.inc({ outcome: result.log.lookup });
     if (result.outcome !== 'ignored') {
-      o.logger.info({ ...result.log, outcome: result.outcome, durationMs: Math.round(seconds * 1e6) / 1000 }, 'admission');
+      const log = result.log;
+      log.outcome = result.outcome;
+      log.durationMs = Math.round(seconds * 1e6) / 1000;
+      o.logger.info(log, 'admission');
     }
     return reply.type('application/json').send(result.review);
   };
@@ -129,7 +141,10 @@ const admissionRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) =>
   app.post('/mutate', (request, reply) => {
     let result: ReviewOutcome | Promise<ReviewOutcome>;
     try {
-      result = reviewAdmission(request.body, o.identities, o.mutation, o.random);
+      const body = request.body;
+      if (!(body instanceof DecodedBody)) result = reviewAdmission(body, o.identities, o.mutation, o.random);
+      else if (body.answer.review) result = admitReview(body.answer.review, o.identities, o.mutation, o.random);
+      else throw new BadReviewError(body.answer.badReview ?? 'request body could not be decoded');
     } catch (err) {
       return badReview(err);
     }
@@ -222,6 +237,8 @@ export async function buildWebhookApp(o: WebhookAppOptions) {
     });
   };
   app.addHook('onRequest', (request, reply, done) => {
+    // An admission's duration is measured from here, so reading and parsing its body count too.
+    request[startedAt] = performance.now();
     const length = Number(request.headers['content-length']);
     // Small, or over the body limit (fastify answers 413 without reading it), or chunked (below).
     if (!(length > SMALL_BODY_BYTES) || length > o.bodyLimit) done();
@@ -251,18 +268,36 @@ export async function buildWebhookApp(o: WebhookAppOptions) {
   // Plain JSON.parse: fastify's default also scans every body for "__proto__"
   // and "constructor" keys, which only matter to code that merges request data
   // into other objects. The webhook only reads the review, so the scan would
-  // be pure cost on the hot path.
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    request[bodyGrant]?.shrink((body as string).length);
-    if (body === '') {
+  // be pure cost on the hot path. A large body is parsed in the decoder's
+  // worker thread instead: see body-decoder.ts.
+  const decoder = bodyDecoder(o.mutation.annotationPrefix);
+  app.addHook('onClose', async () => decoder.close());
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
+    const body = raw as Buffer;
+    request[bodyGrant]?.shrink(body.length);
+    if (body.length === 0) {
       done(Object.assign(new Error('request body is empty'), { statusCode: 400, code: 'FST_ERR_CTP_EMPTY_JSON_BODY' }), undefined);
       return;
     }
-    try {
-      done(null, JSON.parse(body as string));
-    } catch (err) {
-      done(Object.assign(err as Error, { statusCode: 400 }), undefined);
+    if (body.length <= SMALL_BODY_BYTES) {
+      try {
+        done(null, JSON.parse(body.toString()));
+      } catch (err) {
+        done(Object.assign(err as Error, { statusCode: 400 }), undefined);
+      }
+      return;
     }
+    const bytes = body.length; // the body moves to the worker
+    void decoder.decode(body).then((d) => {
+      if ('failed' in d) {
+        o.logger.warn({ bytes, reason: d.failed }, 'a large request body could not be decoded within the decoder\'s memory');
+        done(Object.assign(new Error('request body could not be decoded within the webhook\'s memory bound'), { statusCode: 413, code: 'BODY_DECODE_FAILED' }), undefined);
+      } else if (d.invalidJson !== undefined) {
+        done(Object.assign(new SyntaxError(d.invalidJson), { statusCode: 400 }), undefined);
+      } else {
+        done(null, new DecodedBody(d));
+      }
+    });
   });
   // While draining, every response closes its connection (as Go's Shutdown does),
   // so keep-alive clients reconnect elsewhere instead of reusing a closing server.

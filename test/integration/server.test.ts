@@ -112,6 +112,57 @@ t.test('bad input gets the right status and a one-line reason', async (t) => {
   t.match(metrics.body, /pod_identity_webhook_admission_requests_total\{outcome="bad_request"\} 10/);
 });
 
+t.test('a large review (decoded in the worker thread) gets the same answer as a small one', async (t) => {
+  const ids = staticIdentities();
+  ids.set('default', 'app', { 'eks.amazonaws.com/role-arn': ROLE });
+  const server = await start(pki, ids, { bodyLimit: 4 * 1024 * 1024 });
+  t.teardown(() => server.shutdown());
+  const a = agent(pki.caCert);
+  t.teardown(() => a.destroy());
+  // A pod annotation of ours (token-expiration) among megabytes of others.
+  const annotations: Record<string, string> = { 'eks.amazonaws.com/token-expiration': '7200' };
+  for (let i = 0; i < 24; i++) annotations[`example.com/a${i}`] = 'x'.repeat(128 * 1024);
+  const large = review(pod([{ name: 'c' }], { metadata: { name: 'p', namespace: 'default', annotations } }));
+  const small = review(pod([{ name: 'c' }], { metadata: { name: 'p', namespace: 'default', annotations: { 'eks.amazonaws.com/token-expiration': '7200' } } }));
+  t.ok(large.length > 3 * 1024 * 1024, 'the review is over 3 MiB');
+  const answers = await Promise.all([large, small, large].map((body) => send(server.port, 'POST', '/mutate', { agent: a, body })));
+  for (const r of answers) t.equal(r.status, 200);
+  t.equal(answers[0]!.body, answers[1]!.body, 'the large review gets exactly the small one\'s answer');
+  t.equal(answers[2]!.body, answers[1]!.body);
+  const patch = JSON.parse(Buffer.from(JSON.parse(answers[0]!.body).response.patch, 'base64').toString()) as Array<{ value?: unknown }>;
+  t.ok(patch.some((op) => JSON.stringify(op.value).includes('"expirationSeconds":7200')), 'the pod\'s own annotation was read');
+
+  const padded = (body: string): string => body.padEnd(200 * 1024, ' ');
+  const cases: Array<{ name: string; body: string; status: number; reason: RegExp }> = [
+    { name: 'malformed', body: padded('{"apiVersion":'), status: 400, reason: /not valid JSON/ },
+    { name: 'array', body: padded('[]'), status: 400, reason: /not a JSON object/ },
+    { name: 'pod without spec', body: padded(review({ kind: 'Pod' })), status: 400, reason: /not a Pod with a spec/ },
+    { name: 'unreadable pod', body: padded(review(pod([{ name: 'c' }], { metadata: { name: 'p', annotations: { a: 1 as unknown as string } } }))), status: 200, reason: /could not be read/ },
+  ];
+  for (const c of cases) {
+    const r = await send(server.port, 'POST', '/mutate', { agent: a, body: c.body });
+    t.equal(r.status, c.status, c.name);
+    t.match(r.body, c.reason, c.name);
+  }
+});
+
+t.test('a body that does not fit the decoder\'s heap gets 413; the next large body is decoded again', async (t) => {
+  const ids = staticIdentities();
+  ids.set('default', 'app', { 'eks.amazonaws.com/role-arn': ROLE });
+  const server = await start(pki, ids, { bodyLimit: 8 * 1024 * 1024 });
+  t.teardown(() => server.shutdown());
+  const a = agent(pki.caCert);
+  t.teardown(() => a.destroy());
+  // Two million empty objects: 6 MiB of JSON, far more than that once parsed.
+  const bomb = `[${Array.from({ length: 2_000_000 }, () => '{}').join(',')}]`;
+  const r = await send(server.port, 'POST', '/mutate', { agent: a, body: bomb });
+  t.equal(r.status, 413);
+  t.match(r.body, /could not be decoded within the webhook's memory bound/);
+  const after = await send(server.port, 'POST', '/mutate', { agent: a, body: review(pod([{ name: 'c' }])).padEnd(100 * 1024, ' ') });
+  t.equal(after.status, 200);
+  t.match(JSON.parse(after.body).response, { allowed: true, patchType: 'JSONPatch' });
+});
+
 t.test('readiness, metrics port and debug handlers', async (t) => {
   const ids = staticIdentities();
   ids.ready = false;

@@ -2,8 +2,8 @@
 // line per event, and one rule for errors (message and code; a stack only for bugs).
 import t from 'tap';
 import { connect } from 'node:net';
-import type { DestinationStream } from 'pino';
-import { createLogger, isBug, serializeError, textLine } from '../../src/server/log.js';
+import pino, { type DestinationStream } from 'pino';
+import { createLogger, isBug, isoTimeEachMs, serializeError, textLine } from '../../src/server/log.js';
 
 function sink(): { lines: string[]; destination: DestinationStream } {
   const lines: string[] = [];
@@ -93,4 +93,16 @@ t.test('text: one readable line per event', async (t) => {
   t.notMatch(s.lines.join(''), /service=/, 'the constant service field is left out');
   // Anything that is not a JSON line passes through.
   t.equal(textLine('plain'), 'plain');
+});
+
+t.test('isoTimeEachMs: pino\'s ISO time, made once per millisecond', async (t) => {
+  const realNow = Date.now;
+  t.teardown(() => void (Date.now = realNow));
+  const time = isoTimeEachMs();
+  let now = Date.UTC(2026, 10, 26, 14, 3, 7, 123);
+  Date.now = () => now;
+  t.equal(time(), ',"time":"2026-11-26T14:03:07.123Z"');
+  t.equal(time(), pino.stdTimeFunctions.isoTime(), 'the same text as pino\'s own');
+  now += 1;
+  t.equal(time(), ',"time":"2026-11-26T14:03:07.124Z"', 'the next millisecond is a new time');
 });
