@@ -145,13 +145,33 @@ export function podCredentials(
   return { env, volumes, warnings: result.warnings };
 }
 
+/** What every check may read: the command's options and what was learned before the checks ran. */
+interface DoctorContext {
+  o: DoctorOptions;
+  kc: KubeConnection | undefined;
+  /** `namespace/name` of the ServiceAccount. */
+  who: string;
+  subject: string;
+  timeoutMs: number;
+  options: MutationOptions;
+  roleKey: string;
+  audienceKey: string;
+  location: WebhookLocation | undefined;
+}
+
+/** What is known of the ServiceAccount after its check. */
+interface ServiceAccountFinding {
+  check: DoctorCheck;
+  settings?: ServiceAccountSettings;
+  /** Its annotations are known (read, or given as --role-arn offline). */
+  known: boolean;
+  /** The API server said it does not exist. */
+  missing: boolean;
+}
+
 export async function runDoctorChecks(o: DoctorOptions): Promise<DoctorReport> {
   const timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const kc = o.kubeConfig;
-  const ns = o.namespace;
-  const sa = o.serviceAccount;
-  const who = `${ns}/${sa}`;
-  const subject = `system:serviceaccount:${ns}:${sa}`;
   // Discovery does not depend on the other reads; start it now so a dead API server costs one timeout, not several.
   const discovery = kc && o.issuer === undefined
     ? servedIssuer(kc, timeoutMs).then((value) => ({ value }), (error: Error) => ({ error }))
@@ -161,193 +181,242 @@ export async function runDoctorChecks(o: DoctorOptions): Promise<DoctorReport> {
   const options: MutationOptions = o.webhookOptions
     ? o.webhookOptions(location?.deployment?.args)
     : { ...DEFAULT_MUTATION_OPTIONS, annotationPrefix: o.annotationPrefix, tokenAudience: o.audience ?? DEFAULT_MUTATION_OPTIONS.tokenAudience };
-  const prefix = options.annotationPrefix;
-  const roleKey = `${prefix}/${ANNOTATION.roleArn}`;
-  const audienceKey = `${prefix}/${ANNOTATION.audience}`;
-  const checks: DoctorCheck[] = [];
-  const add = (c: DoctorCheck): DoctorCheck => {
-    checks.push(c);
-    return c;
+  const ctx: DoctorContext = {
+    o,
+    kc,
+    who: `${o.namespace}/${o.serviceAccount}`,
+    subject: `system:serviceaccount:${o.namespace}:${o.serviceAccount}`,
+    timeoutMs,
+    options,
+    roleKey: `${options.annotationPrefix}/${ANNOTATION.roleArn}`,
+    audienceKey: `${options.annotationPrefix}/${ANNOTATION.audience}`,
+    location,
   };
 
-  // ServiceAccount: read it, or take --role-arn offline.
-  let settings: ServiceAccountSettings | undefined;
-  let saKnown = false;
-  let saMissing = false;
-  if (kc) {
-    try {
-      const answer = await kubeGet(kc, `/api/v1/namespaces/${encodeURIComponent(ns)}/serviceaccounts/${encodeURIComponent(sa)}`, timeoutMs);
-      if (answer.status === 200) {
-        const annotations = (answer.json as { metadata?: { annotations?: Record<string, string> } }).metadata?.annotations;
-        settings = parseServiceAccountAnnotations(annotations, prefix);
-        saKnown = true;
-        add({ name: 'service-account', status: 'ok', detail: `ServiceAccount ${who} exists` });
-      } else if (answer.status === 404) {
-        saMissing = true;
-        add({ name: 'service-account', status: 'fail', detail: `ServiceAccount ${who} does not exist; create it and annotate it with ${roleKey}` });
-      } else {
-        add({ name: 'service-account', status: 'fail', detail: `cannot read ServiceAccount ${who}: ${answerError(answer)}` });
-      }
-    } catch (err) {
-      add({ name: 'service-account', status: 'fail', detail: `cannot read ServiceAccount ${who}: ${(err as Error).message}` });
-    }
-  } else if (o.roleArn !== undefined) {
-    settings = parseServiceAccountAnnotations({ [roleKey]: o.roleArn }, prefix);
-    saKnown = true;
-    add({ name: 'service-account', status: 'skip', detail: 'no cluster: the ServiceAccount was not read; --role-arn and --audience stand in for its annotations' });
-  } else {
-    add({ name: 'service-account', status: 'skip', detail: 'no cluster and no --role-arn: the ServiceAccount and its role were not checked' });
-  }
-
-  const source = kc ? `annotation ${roleKey}` : '--role-arn';
-  const roleArn = settings?.roleArn;
-  if (!saKnown) {
-    add({ name: 'role-arn', status: 'skip', detail: 'not checked: the ServiceAccount is unknown' });
-  } else if (!roleArn) {
-    add({
-      name: 'role-arn',
-      status: 'fail',
-      detail: `the ServiceAccount has no ${roleKey} annotation, so the webhook gives its pods nothing ` +
-        '(unless the webhook runs in ConfigMap mode and its ConfigMap names this ServiceAccount; doctor does not read it)',
-    });
-  } else {
-    const problem = settings?.warnings.find((w) => w.includes(roleKey));
-    add(problem
-      ? { name: 'role-arn', status: 'fail', detail: kc ? problem : problem.replace(/^annotation \S+?=/, '--role-arn ') }
-      : { name: 'role-arn', status: 'ok', detail: `${source} is ${roleArn}` });
-  }
-
-  const defaultAudience = options.tokenAudience;
-  const fromWebhook = location?.deployment?.args.some((a) => /^--?token-audience(=|$)/.test(a));
-  const audience = settings?.audience ?? defaultAudience;
-  if (settings?.audience !== undefined) {
-    add(audience.trim() === ''
-      ? { name: 'audience', status: 'fail', detail: `annotation ${audienceKey} is empty; tokens need an audience (remove it to get ${defaultAudience})` }
-      : { name: 'audience', status: 'ok', detail: `tokens are issued for audience ${audience} (annotation ${audienceKey}); the IAM OIDC provider must list it as a client ID` });
-  } else {
-    const from = o.audience !== undefined ? '--audience' : fromWebhook ? 'the webhook\'s --token-audience' : 'the default';
-    const why = !kc ? '' : saKnown ? '; the ServiceAccount sets none' : '; the ServiceAccount could not be read';
-    add({ name: 'audience', status: 'ok', detail: `tokens are issued for audience ${audience} (${from}${why})` });
-  }
-  const otherWarnings = (settings?.warnings ?? []).filter((w) => !w.includes(roleKey));
-  if (otherWarnings.length > 0) {
-    add({ name: 'annotations', status: 'warn', detail: `${otherWarnings.length} annotation(s) of the ServiceAccount are ignored or adjusted`, details: otherWarnings });
-  }
+  const checks: DoctorCheck[] = [];
+  const sa = await checkServiceAccount(ctx);
+  checks.push(sa.check, checkRoleArn(ctx, sa));
+  const audience = sa.settings?.audience ?? options.tokenAudience;
+  checks.push(checkAudience(ctx, sa));
+  const annotations = checkOtherAnnotations(ctx, sa.settings);
+  if (annotations) checks.push(annotations);
 
   // The webhook: configured, called for this pod, trusted, answering.
   let webhookProblem = false;
   if (kc) {
-    webhookProblem = await checkWebhook(kc, o, location ?? {}, timeoutMs, add);
-    const d = location?.deployment;
-    add(d
-      ? { name: 'webhook-flags', status: 'ok', detail: `the webhook runs with ${d.args.length > 0 ? d.args.join(' ') : 'no flags (the defaults)'} (${d.source})` }
-      : {
-        name: 'webhook-flags',
-        status: 'skip',
-        detail: 'the webhook\'s Deployment was not found (a Deployment in the Service\'s namespace whose pods the Service selects), ' +
-          'so the pod below assumes the defaults and the flags given to doctor (--sts-regional-endpoint, --aws-default-region, ...)',
-      });
+    webhookProblem = await checkWebhook(kc, o, location ?? {}, timeoutMs, (c) => {
+      checks.push(c);
+      return c;
+    });
+    checks.push(checkWebhookFlags(location));
+  } else {
+    checks.push({ name: 'webhook', status: 'skip', detail: 'no cluster: the webhook configuration and its endpoint were not checked' });
   }
-  else add({ name: 'webhook', status: 'skip', detail: 'no cluster: the webhook configuration and its endpoint were not checked' });
 
   // The issuer the tokens carry, then the trust policy against it.
-  let issuer: string | undefined;
-  if (o.issuer !== undefined) {
-    issuer = o.issuer;
-    const bad = issuerProblem(issuer);
-    const internal = bad ? undefined : privateIssuerProblem(issuer);
-    add(bad || internal
-      ? { name: 'issuer', status: 'fail', detail: bad ? `the issuer ${issuer} (--issuer) ${bad}` : `the issuer ${issuer} (--issuer) will not work: ${internal}` }
-      : { name: 'issuer', status: 'ok', detail: `the issuer is ${issuer} (--issuer)` });
-  } else if (discovery) {
-    const served = await discovery;
-    if ('value' in served) {
-      const value = served.value;
-      issuer = value.issuer;
-      const bad = issuerProblem(value.issuer);
-      const problem = bad ? `it ${bad}, or STS cannot fetch its documents` : privateIssuerProblem(value.issuer);
-      add(problem
-        ? { name: 'issuer', status: 'fail', detail: `the API server's issuer ${value.issuer} will not work: ${problem}` }
-        : { name: 'issuer', status: 'ok', detail: `the API server's issuer is ${value.issuer} (from its discovery document; it serves ${value.keys} key(s))` });
-    } else {
-      add({ name: 'issuer', status: 'fail', detail: `cannot learn the issuer: ${served.error.message}; give --issuer to check the trust policy anyway` });
-    }
-  }
-
-  const account = roleAccount(roleArn);
-  if (!o.trustPolicy) {
-    const role = roleArn?.split('/').pop() ?? 'ROLE';
-    add({
-      name: 'trust-policy',
-      status: 'skip',
-      detail: `no --trust-policy: the role's trust policy was not checked (aws iam get-role --role-name ${role} --query Role.AssumeRolePolicyDocument > trust.json)`,
-    });
-  } else if (!issuer) {
-    add({ name: 'trust-policy', status: 'skip', detail: 'not checked: the issuer is unknown' });
-  } else {
-    const result = evaluateTrustPolicy(o.trustPolicy, { issuer, subject, audience, accountId: account });
-    const steps = result.checks.filter((c) => c.name !== 'decision');
-    // Decided by a statement (Allow or Deny): how it matched. Otherwise every failed step the reason does not already say.
-    const shown = result.statement !== undefined
-      ? steps.filter((c) => c.statement === result.statement)
-      : steps.filter((c) => !c.ok && !result.reason.includes(c.detail));
-    add({
-      name: 'trust-policy',
-      status: result.allowed ? 'ok' : 'fail',
-      detail: result.reason,
-      details: shown.map((c) => `statement ${c.statement}: ${c.detail}`),
-      policy: result.checks,
-    });
-
-    const providers = federatedPrincipals(o.trustPolicy).map((arn) => ({ arn, parsed: parseProviderArn(arn) }));
-    const ours = providers.filter((p) => p.parsed?.path === providerPath(issuer as string));
-    const candidates = ours.length > 0 ? ours : providers.filter((p) => p.parsed);
-    if (!account) {
-      add({ name: 'accounts', status: 'skip', detail: 'not checked: no role ARN to compare the provider\'s account with' });
-    } else if (candidates.length === 0) {
-      add({ name: 'accounts', status: 'skip', detail: 'not checked: the trust policy names no IAM OIDC provider' });
-    } else {
-      const other = candidates.filter((p) => p.parsed?.accountId !== account);
-      add(other.length === 0
-        ? { name: 'accounts', status: 'ok', detail: `the role and the OIDC provider are both in account ${account}` }
-        : {
-          name: 'accounts',
-          status: 'warn',
-          detail: `the role is in account ${account} but the trust policy's provider ${other[0]?.arn} is in account ${other[0]?.parsed?.accountId}; ` +
-            'STS only uses a provider of the role\'s own account, so create the provider there',
-        });
-    }
-  }
+  const issuer = await checkIssuer(o.issuer, discovery);
+  if (issuer.check) checks.push(issuer.check);
+  checks.push(...checkTrust(ctx, issuer.value, audience, sa.settings?.roleArn));
 
   // What a new pod would get from the engine.
-  let pod: PodCredentials | undefined;
-  if (!saKnown) {
-    const why = saMissing ? `ServiceAccount ${who} does not exist` : 'the ServiceAccount is unknown';
-    add({ name: 'pod', status: saMissing ? 'fail' : 'skip', detail: saMissing ? `nothing: ${why}` : `not worked out: ${why}` });
-  } else {
-    pod = podCredentials(ns, sa, settings, options);
-    if (pod.env.length === 0 && pod.volumes.length === 0) {
-      add({ name: 'pod', status: 'fail', detail: `nothing: the ServiceAccount has no ${roleKey} annotation`, details: pod.warnings });
-    } else {
-      const caveat = webhookProblem ? ', but only once the webhook problems above are fixed' : '';
-      add({
-        name: 'pod',
-        status: 'ok',
-        detail: `a new pod of ${who} gets ${pod.env.map((e) => e.name).join(', ')} and the token volume${caveat}`,
-        details: [...pod.env.map((e) => `env ${e.name}=${e.value}`), ...pod.volumes.map((v) => `volume ${v}`), ...pod.warnings.map((w) => `warning: ${w}`)],
-      });
-    }
-  }
+  const pod = checkPod(ctx, sa, webhookProblem);
+  checks.push(pod.check);
 
   const d = location?.deployment;
   return {
     ok: !checks.some((c) => c.status === 'fail'),
-    namespace: ns,
-    serviceAccount: sa,
-    subject,
+    namespace: o.namespace,
+    serviceAccount: o.serviceAccount,
+    subject: ctx.subject,
     checks,
-    ...(pod ? { pod } : {}),
+    ...(pod.credentials ? { pod: pod.credentials } : {}),
     ...(d ? { webhookFlags: { source: d.source, args: d.args } } : {}),
+  };
+}
+
+/** The ServiceAccount: read it, or take --role-arn offline. */
+async function checkServiceAccount(ctx: DoctorContext): Promise<ServiceAccountFinding> {
+  const { o, kc, who, roleKey } = ctx;
+  const prefix = ctx.options.annotationPrefix;
+  if (!kc) {
+    if (o.roleArn === undefined) {
+      return { known: false, missing: false, check: { name: 'service-account', status: 'skip', detail: 'no cluster and no --role-arn: the ServiceAccount and its role were not checked' } };
+    }
+    return {
+      known: true,
+      missing: false,
+      settings: parseServiceAccountAnnotations({ [roleKey]: o.roleArn }, prefix),
+      check: { name: 'service-account', status: 'skip', detail: 'no cluster: the ServiceAccount was not read; --role-arn and --audience stand in for its annotations' },
+    };
+  }
+  const unreadable = (why: string): ServiceAccountFinding => ({ known: false, missing: false, check: { name: 'service-account', status: 'fail', detail: `cannot read ServiceAccount ${who}: ${why}` } });
+  try {
+    const answer = await kubeGet(kc, `/api/v1/namespaces/${encodeURIComponent(o.namespace)}/serviceaccounts/${encodeURIComponent(o.serviceAccount)}`, ctx.timeoutMs);
+    if (answer.status === 404) {
+      return { known: false, missing: true, check: { name: 'service-account', status: 'fail', detail: `ServiceAccount ${who} does not exist; create it and annotate it with ${roleKey}` } };
+    }
+    if (answer.status !== 200) return unreadable(answerError(answer));
+    const annotations = (answer.json as { metadata?: { annotations?: Record<string, string> } }).metadata?.annotations;
+    return {
+      known: true,
+      missing: false,
+      settings: parseServiceAccountAnnotations(annotations, prefix),
+      check: { name: 'service-account', status: 'ok', detail: `ServiceAccount ${who} exists` },
+    };
+  } catch (err) {
+    return unreadable((err as Error).message);
+  }
+}
+
+function checkRoleArn(ctx: DoctorContext, sa: ServiceAccountFinding): DoctorCheck {
+  const { kc, roleKey } = ctx;
+  const roleArn = sa.settings?.roleArn;
+  if (!sa.known) return { name: 'role-arn', status: 'skip', detail: 'not checked: the ServiceAccount is unknown' };
+  if (!roleArn) {
+    return {
+      name: 'role-arn',
+      status: 'fail',
+      detail: `the ServiceAccount has no ${roleKey} annotation, so the webhook gives its pods nothing ` +
+        '(unless the webhook runs in ConfigMap mode and its ConfigMap names this ServiceAccount; doctor does not read it)',
+    };
+  }
+  const problem = sa.settings?.warnings.find((w) => w.includes(roleKey));
+  if (problem) return { name: 'role-arn', status: 'fail', detail: kc ? problem : problem.replace(/^annotation \S+?=/, '--role-arn ') };
+  return { name: 'role-arn', status: 'ok', detail: `${kc ? `annotation ${roleKey}` : '--role-arn'} is ${roleArn}` };
+}
+
+function checkAudience(ctx: DoctorContext, sa: ServiceAccountFinding): DoctorCheck {
+  const { o, kc, audienceKey } = ctx;
+  const defaultAudience = ctx.options.tokenAudience;
+  const annotated = sa.settings?.audience;
+  if (annotated !== undefined) {
+    return annotated.trim() === ''
+      ? { name: 'audience', status: 'fail', detail: `annotation ${audienceKey} is empty; tokens need an audience (remove it to get ${defaultAudience})` }
+      : { name: 'audience', status: 'ok', detail: `tokens are issued for audience ${annotated} (annotation ${audienceKey}); the IAM OIDC provider must list it as a client ID` };
+  }
+  const fromWebhook = ctx.location?.deployment?.args.some((a) => /^--?token-audience(=|$)/.test(a));
+  const from = o.audience !== undefined ? '--audience' : fromWebhook ? 'the webhook\'s --token-audience' : 'the default';
+  const why = !kc ? '' : sa.known ? '; the ServiceAccount sets none' : '; the ServiceAccount could not be read';
+  return { name: 'audience', status: 'ok', detail: `tokens are issued for audience ${defaultAudience} (${from}${why})` };
+}
+
+/** Annotation warnings other than the role ARN's (which the role-arn check reports). */
+function checkOtherAnnotations(ctx: DoctorContext, settings: ServiceAccountSettings | undefined): DoctorCheck | undefined {
+  const other = (settings?.warnings ?? []).filter((w) => !w.includes(ctx.roleKey));
+  if (other.length === 0) return undefined;
+  return { name: 'annotations', status: 'warn', detail: `${other.length} annotation(s) of the ServiceAccount are ignored or adjusted`, details: other };
+}
+
+function checkWebhookFlags(location: WebhookLocation | undefined): DoctorCheck {
+  const d = location?.deployment;
+  if (d) return { name: 'webhook-flags', status: 'ok', detail: `the webhook runs with ${d.args.length > 0 ? d.args.join(' ') : 'no flags (the defaults)'} (${d.source})` };
+  return {
+    name: 'webhook-flags',
+    status: 'skip',
+    detail: 'the webhook\'s Deployment was not found (a Deployment in the Service\'s namespace whose pods the Service selects), ' +
+      'so the pod below assumes the defaults and the flags given to doctor (--sts-regional-endpoint, --aws-default-region, ...)',
+  };
+}
+
+type Discovery = Promise<{ value: { issuer: string; keys: number } } | { error: Error }>;
+
+/** The issuer the tokens carry: --issuer, or what the API server's discovery document says. */
+async function checkIssuer(given: string | undefined, discovery: Discovery | undefined): Promise<{ value?: string; check?: DoctorCheck }> {
+  if (given !== undefined) {
+    const bad = issuerProblem(given);
+    const internal = bad ? undefined : privateIssuerProblem(given);
+    return {
+      value: given,
+      check: bad || internal
+        ? { name: 'issuer', status: 'fail', detail: bad ? `the issuer ${given} (--issuer) ${bad}` : `the issuer ${given} (--issuer) will not work: ${internal}` }
+        : { name: 'issuer', status: 'ok', detail: `the issuer is ${given} (--issuer)` },
+    };
+  }
+  if (!discovery) return {};
+  const served = await discovery;
+  if (!('value' in served)) {
+    return { check: { name: 'issuer', status: 'fail', detail: `cannot learn the issuer: ${served.error.message}; give --issuer to check the trust policy anyway` } };
+  }
+  const { issuer, keys } = served.value;
+  const bad = issuerProblem(issuer);
+  const problem = bad ? `it ${bad}, or STS cannot fetch its documents` : privateIssuerProblem(issuer);
+  return {
+    value: issuer,
+    check: problem
+      ? { name: 'issuer', status: 'fail', detail: `the API server's issuer ${issuer} will not work: ${problem}` }
+      : { name: 'issuer', status: 'ok', detail: `the API server's issuer is ${issuer} (from its discovery document; it serves ${keys} key(s))` },
+  };
+}
+
+/** The role's trust policy against the issuer, subject and audience; then whether the provider is in the role's account. */
+function checkTrust(ctx: DoctorContext, issuer: string | undefined, audience: string, roleArn: string | undefined): DoctorCheck[] {
+  const policy = ctx.o.trustPolicy;
+  if (!policy) {
+    const role = roleArn?.split('/').pop() ?? 'ROLE';
+    return [{
+      name: 'trust-policy',
+      status: 'skip',
+      detail: `no --trust-policy: the role's trust policy was not checked (aws iam get-role --role-name ${role} --query Role.AssumeRolePolicyDocument > trust.json)`,
+    }];
+  }
+  if (!issuer) return [{ name: 'trust-policy', status: 'skip', detail: 'not checked: the issuer is unknown' }];
+  const account = roleAccount(roleArn);
+  const result = evaluateTrustPolicy(policy, { issuer, subject: ctx.subject, audience, accountId: account });
+  const steps = result.checks.filter((c) => c.name !== 'decision');
+  // Decided by a statement (Allow or Deny): how it matched. Otherwise every failed step the reason does not already say.
+  const shown = result.statement !== undefined
+    ? steps.filter((c) => c.statement === result.statement)
+    : steps.filter((c) => !c.ok && !result.reason.includes(c.detail));
+  const trust: DoctorCheck = {
+    name: 'trust-policy',
+    status: result.allowed ? 'ok' : 'fail',
+    detail: result.reason,
+    details: shown.map((c) => `statement ${c.statement}: ${c.detail}`),
+    policy: result.checks,
+  };
+  return [trust, checkAccounts(policy, issuer, account)];
+}
+
+function checkAccounts(policy: TrustPolicy, issuer: string, account: string | undefined): DoctorCheck {
+  if (!account) return { name: 'accounts', status: 'skip', detail: 'not checked: no role ARN to compare the provider\'s account with' };
+  const providers = federatedPrincipals(policy).map((arn) => ({ arn, parsed: parseProviderArn(arn) }));
+  const ours = providers.filter((p) => p.parsed?.path === providerPath(issuer));
+  const candidates = ours.length > 0 ? ours : providers.filter((p) => p.parsed);
+  if (candidates.length === 0) return { name: 'accounts', status: 'skip', detail: 'not checked: the trust policy names no IAM OIDC provider' };
+  const other = candidates.find((p) => p.parsed?.accountId !== account);
+  if (!other) return { name: 'accounts', status: 'ok', detail: `the role and the OIDC provider are both in account ${account}` };
+  return {
+    name: 'accounts',
+    status: 'warn',
+    detail: `the role is in account ${account} but the trust policy's provider ${other.arn} is in account ${other.parsed?.accountId}; ` +
+      'STS only uses a provider of the role\'s own account, so create the provider there',
+  };
+}
+
+/** What a new pod of the ServiceAccount would get from the engine. */
+function checkPod(ctx: DoctorContext, sa: ServiceAccountFinding, webhookProblem: boolean): { check: DoctorCheck; credentials?: PodCredentials } {
+  const { o, who } = ctx;
+  if (!sa.known) {
+    const why = sa.missing ? `ServiceAccount ${who} does not exist` : 'the ServiceAccount is unknown';
+    return { check: { name: 'pod', status: sa.missing ? 'fail' : 'skip', detail: sa.missing ? `nothing: ${why}` : `not worked out: ${why}` } };
+  }
+  const credentials = podCredentials(o.namespace, o.serviceAccount, sa.settings, ctx.options);
+  if (credentials.env.length === 0 && credentials.volumes.length === 0) {
+    return { credentials, check: { name: 'pod', status: 'fail', detail: `nothing: the ServiceAccount has no ${ctx.roleKey} annotation`, details: credentials.warnings } };
+  }
+  const caveat = webhookProblem ? ', but only once the webhook problems above are fixed' : '';
+  return {
+    credentials,
+    check: {
+      name: 'pod',
+      status: 'ok',
+      detail: `a new pod of ${who} gets ${credentials.env.map((e) => e.name).join(', ')} and the token volume${caveat}`,
+      details: [
+        ...credentials.env.map((e) => `env ${e.name}=${e.value}`),
+        ...credentials.volumes.map((v) => `volume ${v}`),
+        ...credentials.warnings.map((w) => `warning: ${w}`),
+      ],
+    },
   };
 }
 

@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import * as tls from 'node:tls';
 import type { V1LabelSelector, V1MutatingWebhook, V1RuleWithOperations } from '@kubernetes/client-node';
 import { formatDate } from '../tls/certificates.js';
+import { firstPemCertificate } from '../tls/pem.js';
 
 export interface Outcome {
   ok: boolean;
@@ -55,10 +56,10 @@ export function selectorMatches(selector: V1LabelSelector | undefined, labels: R
 export function decodeCaBundle(caBundle: string | undefined): { pem?: string; problem?: string; certificate?: X509Certificate } {
   if (!caBundle) return { problem: 'it has no caBundle' };
   const pem = Buffer.from(caBundle, 'base64').toString('utf8');
-  const block = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem);
-  if (!block) return { problem: 'its caBundle is not a base64-encoded PEM certificate' };
   try {
-    return { pem, certificate: new X509Certificate(block[0]) };
+    const certificate = firstPemCertificate(pem);
+    if (!certificate) return { problem: 'its caBundle is not a base64-encoded PEM certificate' };
+    return { pem, certificate };
   } catch (err) {
     return { problem: `its caBundle cannot be read: ${(err as Error).message}` };
   }

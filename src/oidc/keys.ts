@@ -2,6 +2,7 @@
 // the discovery document that AWS STS fetches to verify IRSA tokens, made
 // the way kube-apiserver makes its own (same key ids, same algorithms).
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { pemBlocks } from '../tls/pem.js';
 
 export type SigningAlg = 'RS256' | 'ES256';
 
@@ -70,8 +71,7 @@ export function jwkFromPublicKey(publicKey: KeyObject): Jwk {
  */
 export function publicKeysFromPem(pemText: string, source = 'KEY'): KeyObject[] {
   const keys: KeyObject[] = [];
-  for (const m of pemText.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g)) {
-    const label = m[1] as string;
+  for (const { label, text } of pemBlocks(pemText)) {
     if (label.endsWith('PRIVATE KEY')) {
       throw new KeyError(`is a private key; give the public key (openssl pkey -in ${source} -pubout)`);
     }
@@ -81,7 +81,7 @@ export function publicKeysFromPem(pemText: string, source = 'KEY'): KeyObject[] 
       throw new KeyError(`holds a "${label}" PEM block; expected a public key ("PUBLIC KEY" or "RSA PUBLIC KEY")`);
     }
     try {
-      keys.push(createPublicKey(m[0]));
+      keys.push(createPublicKey(text));
     } catch (err) {
       throw new KeyError(`cannot read the "${label}" PEM block: ${(err as Error).message}`);
     }

@@ -4,7 +4,9 @@
 import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as x509lib from '@peculiar/x509';
 import { generate } from 'selfsigned';
+import { firstPemCertificate } from './pem.js';
 import { writeFileAtomic } from './files.js';
 
 export type KeyType = 'ec' | 'rsa';
@@ -36,23 +38,19 @@ export interface PemPair {
 
 /** The first certificate of a PEM text (a chain starts with the leaf). */
 function firstCertificate(pemText: string): X509Certificate {
-  const block = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pemText);
-  if (!block) throw new Error('no PEM certificate found');
-  return new X509Certificate(block[0]);
+  const cert = firstPemCertificate(pemText);
+  if (!cert) throw new Error('no PEM certificate found');
+  return cert;
 }
 
-/** Splits node's "DNS:a, IP Address:b" rendering; values with special characters come JSON-quoted. */
-function parseSubjectAltName(text: string | undefined): { dnsNames: string[]; ipAddresses: string[] } {
-  const dnsNames: string[] = [];
-  const ipAddresses: string[] = [];
-  for (const m of (text ?? '').matchAll(/([A-Za-z ]+):("(?:[^"\\]|\\.)*"|[^,]*)(?:, |$)/g)) {
-    const kind = m[1] as string;
-    const raw = m[2] as string;
-    const value = raw.startsWith('"') ? (JSON.parse(raw) as string) : raw;
-    if (kind === 'DNS') dnsNames.push(value);
-    else if (kind === 'IP Address') ipAddresses.push(canonicalIp(value));
-  }
-  return { dnsNames, ipAddresses };
+/** DNS names and IP addresses of the subjectAltName extension, read from its DER (not from a text rendering). */
+function subjectAltNames(x509: X509Certificate): { dnsNames: string[]; ipAddresses: string[] } {
+  const san = new x509lib.X509Certificate(x509.raw).getExtension(x509lib.SubjectAlternativeNameExtension);
+  const names = san?.names.items ?? [];
+  return {
+    dnsNames: names.filter((n) => n.type === 'dns').map((n) => n.value),
+    ipAddresses: names.filter((n) => n.type === 'ip').map((n) => canonicalIp(n.value)),
+  };
 }
 
 /** OpenSSL prints IPv6 expanded and upper case; URL parsing gives the usual short form. */
@@ -71,7 +69,7 @@ export function readCertificateInfo(pemText: string): CertificateInfo {
   return {
     notBefore: dateOf(x509, 'validFrom'),
     notAfter: dateOf(x509, 'validTo'),
-    ...parseSubjectAltName(x509.subjectAltName),
+    ...subjectAltNames(x509),
     isCA: x509.ca,
   };
 }

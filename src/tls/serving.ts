@@ -1,6 +1,7 @@
 // The serving certificate of the HTTPS server: loaded, checked, and turned into
 // the options Node's TLS server takes (also for setSecureContext on reload).
 import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { pemCertificates } from './pem.js';
 import type { SecureContextOptions } from 'node:tls';
 
 export interface ServingMaterial {
@@ -9,12 +10,6 @@ export interface ServingMaterial {
   subject: string;
   /** The CA certificates of --client-ca, when given. */
   clientCas?: X509Certificate[];
-}
-
-/** Every certificate of a PEM bundle. */
-export function pemCertificates(pem: string): X509Certificate[] {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  return blocks.map((b) => new X509Certificate(b));
 }
 
 /** Go's names for the TLS versions, as the reference webhook's flag takes them. */

@@ -122,7 +122,7 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
   const env = Object.fromEntries(pod.spec!.containers[0]!.env!.map((e) => [e.name, e.value!]));
   const audience = pod.spec!.volumes!.find((v) => v.name === 'aws-iam-token')!.projected!.sources![0]!.serviceAccountToken!.audience!;
 
-  const sts = await startStsStandin({ issuer: ISSUER, jwks, roles: new Map([[ROLE, trustPolicy(`system:serviceaccount:${ns}:app`)]]) });
+  const sts = await startStsStandin({ issuer: ISSUER, jwks, roles: new Map([[ROLE, { subjects: [`system:serviceaccount:${ns}:app`], audience: 'sts.amazonaws.com' }]]) });
   t.teardown(() => sts.close());
 
   /** Resolves credentials the way a pod's SDK would: only the injected env vars, plus the STS endpoint. */

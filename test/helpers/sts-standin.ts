@@ -1,24 +1,37 @@
 // A stand-in for AWS STS, just big enough for AssumeRoleWithWebIdentity as
 // the AWS SDKs call it (Query API: a form-encoded POST, XML answers). It
-// verifies the token against the issuer's keys.json, evaluates the role's
-// trust policy with src/doctor/trust-policy.ts, and hands out credentials
-// derived from the role ARN, so a test can tell which role the SDK got.
+// verifies the token against the issuer's keys.json, decides from a small
+// trust table of its own (role -> subjects, audience) and hands out
+// credentials derived from the role ARN, so a test can tell which role the
+// SDK got. The table is deliberately not the product's trust-policy
+// evaluator (src/doctor/trust-policy.ts): a mistake there must be able to
+// fail the SDK and doctor tests, not be repeated by the stand-in.
 import { createHash, randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { createLocalJWKSet, decodeJwt, errors as joseErrors, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose';
-import { evaluateTrustPolicy, parseTrustPolicy, providerPath, type TrustPolicyResult } from '../../src/doctor/trust-policy.js';
 
 export const STS_VERSION = '2011-06-15';
 const NS = 'https://sts.amazonaws.com/doc/2011-06-15/';
+
+/** Whom a role trusts: what the IRSA trust policy of that role would say, as data. */
+export interface RoleTrust {
+  /**
+   * The token `sub` values the role admits: exact, or ending in `*` for every
+   * subject with that prefix (`system:serviceaccount:shop:*`, as StringLike).
+   */
+  subjects: readonly string[];
+  /** The `aud` the role's condition requires; unset: any audience the provider accepts. */
+  audience?: string;
+}
 
 export interface StsStandinOptions {
   /** The issuer URL the tokens must carry (the IAM OIDC provider's URL). */
   issuer: string;
   /** The issuer's keys.json. */
   jwks: JSONWebKeySet | { keys: object[] };
-  /** Role ARN -> trust policy JSON. Unknown roles are refused as STS does (AccessDenied). */
-  roles: Map<string, string>;
+  /** Role ARN -> whom it trusts. Unknown roles are refused as STS does (AccessDenied). */
+  roles: Map<string, RoleTrust>;
   /** The provider's client IDs (allowed audiences); default sts.amazonaws.com. */
   audiences?: string[];
   /** Lifetime of issued credentials when the call gives no DurationSeconds. */
@@ -41,8 +54,8 @@ export interface StsRequestRecord {
   code?: string;
   message?: string;
   claims?: JWTPayload;
-  /** The trust policy evaluation, when it got that far. */
-  evaluation?: TrustPolicyResult;
+  /** The trust decision, when it got that far: why the role admitted or refused the token. */
+  verdict?: { allowed: boolean; reason: string };
 }
 
 export interface StsStandin {
@@ -50,7 +63,7 @@ export interface StsStandin {
   readonly port: number;
   readonly requests: StsRequestRecord[];
   /** Adds or replaces a role. */
-  setRole(roleArn: string, trustPolicyJson: string): void;
+  setRole(roleArn: string, trust: RoleTrust): void;
   close(): Promise<void>;
 }
 
@@ -110,6 +123,23 @@ function errorXml(err: StsError): string {
   );
 }
 
+/** The stand-in's own trust decision (issuer and signature are checked before). */
+export function trustVerdict(trust: RoleTrust | undefined, sub: string, audience: string): { allowed: boolean; reason: string } {
+  if (trust === undefined) return { allowed: false, reason: 'no such role' };
+  if (trust.audience !== undefined && trust.audience !== audience) {
+    return { allowed: false, reason: `audience ${audience} is not the role's ${trust.audience}` };
+  }
+  const hit = trust.subjects.find((s) => (s.endsWith('*') ? sub.startsWith(s.slice(0, -1)) : sub === s));
+  return hit === undefined
+    ? { allowed: false, reason: `subject ${sub} is none of ${trust.subjects.join(', ')}` }
+    : { allowed: true, reason: `subject ${sub} matches ${hit}` };
+}
+
+/** "oidc.example.com/path": the issuer URL without https://, as IAM names the provider. */
+function providerPath(issuer: string): string {
+  return issuer.replace(/^https:\/\//, '').replace(/\/+$/, '');
+}
+
 const accessDenied = (): StsError => new StsError(403, 'AccessDenied', 'Not authorized to perform sts:AssumeRoleWithWebIdentity');
 
 function required(params: Record<string, string>, name: string): string {
@@ -122,12 +152,13 @@ function required(params: Record<string, string>, name: string): string {
 }
 
 export async function startStsStandin(options: StsStandinOptions): Promise<StsStandin> {
-  const roles = new Map<string, string>();
-  const setRole = (arn: string, json: string): void => {
-    parseTrustPolicy(json); // a broken test policy should fail the test setup, not look like AccessDenied
-    roles.set(arn, json);
+  const roles = new Map<string, RoleTrust>();
+  const setRole = (arn: string, trust: RoleTrust): void => {
+    // An empty table would look like AccessDenied; fail the test setup instead.
+    if (trust.subjects.length === 0) throw new Error(`role ${arn}: no subjects`);
+    roles.set(arn, trust);
   };
-  for (const [arn, json] of options.roles) setRole(arn, json);
+  for (const [arn, trust] of options.roles) setRole(arn, trust);
   const audiences = options.audiences ?? ['sts.amazonaws.com'];
   const keySet = createLocalJWKSet(options.jwks as JSONWebKeySet);
   const now = options.now ?? (() => new Date());
@@ -172,12 +203,10 @@ export async function startStsStandin(options: StsStandinOptions): Promise<StsSt
     if (audience === undefined) throw new StsError(400, 'InvalidIdentityToken', 'Incorrect token audience');
     if (typeof claims.sub !== 'string') throw new StsError(400, 'InvalidIdentityToken', 'The token has no sub claim');
 
-    const policy = roles.get(roleArn);
-    if (policy === undefined) throw accessDenied();
     const accountId = /^arn:[^:]+:iam::(\d{12}):role\//.exec(roleArn)?.[1];
-    const evaluation = evaluateTrustPolicy(policy, { issuer: options.issuer, subject: claims.sub, audience, accountId });
-    record.evaluation = evaluation;
-    if (!evaluation.allowed) throw accessDenied();
+    const verdict = trustVerdict(roles.get(roleArn), claims.sub, audience);
+    record.verdict = verdict;
+    if (!verdict.allowed) throw accessDenied();
 
     const duration = params['DurationSeconds'] ? Number(params['DurationSeconds']) : (options.defaultDurationSeconds ?? 3600);
     if (!Number.isInteger(duration) || duration < 900 || duration > 43200) {

@@ -12,27 +12,13 @@ import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts
 import { fromNodeProviderChain, fromTokenFile } from '@aws-sdk/credential-providers';
 import { SignJWT } from 'jose';
 import { buildJwks, jwkFromPublicKey, keyId } from '../../src/oidc/keys.js';
-import { credentialsForRole, startStsStandin, type StsStandin } from '../helpers/sts-standin.js';
+import { credentialsForRole, startStsStandin, type StsStandin, trustVerdict } from '../helpers/sts-standin.js';
 
 const ISSUER = 'https://oidc.example.com/clusters/test';
 const PROVIDER = 'oidc.example.com/clusters/test';
 const ACCOUNT = '111122223333';
 const ROLE = `arn:aws:iam::${ACCOUNT}:role/shop-api`;
 const WILDCARD_ROLE = `arn:aws:iam::${ACCOUNT}:role/shop-any`;
-
-function trustPolicy(condition: Record<string, Record<string, string | string[]>>): string {
-  return JSON.stringify({
-    Version: '2012-10-17',
-    Statement: [
-      {
-        Effect: 'Allow',
-        Principal: { Federated: `arn:aws:iam::${ACCOUNT}:oidc-provider/${PROVIDER}` },
-        Action: 'sts:AssumeRoleWithWebIdentity',
-        Condition: condition,
-      },
-    ],
-  });
-}
 
 const signer = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const stranger = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -69,8 +55,8 @@ t.before(async () => {
     issuer: ISSUER,
     jwks: buildJwks([jwkFromPublicKey(signer.publicKey)]),
     roles: new Map([
-      [ROLE, trustPolicy({ StringEquals: { [`${PROVIDER}:sub`]: 'system:serviceaccount:shop:api', [`${PROVIDER}:aud`]: 'sts.amazonaws.com' } })],
-      [WILDCARD_ROLE, trustPolicy({ StringLike: { [`${PROVIDER}:sub`]: 'system:serviceaccount:shop:*' } })],
+      [ROLE, { subjects: ['system:serviceaccount:shop:api'], audience: 'sts.amazonaws.com' }],
+      [WILDCARD_ROLE, { subjects: ['system:serviceaccount:shop:*'] }],
     ]),
   });
 });
@@ -150,7 +136,7 @@ t.test('the default chain, driven by the webhook\'s env vars only, gets the role
   t.equal(call.params['WebIdentityToken'], jwt, 'the token file\'s content, as is');
   t.match(call.params['RoleSessionName'], /^aws-sdk-js-session-\d+$/, 'the SDK names the session itself');
   t.equal(call.status, 200);
-  t.equal(call.evaluation?.allowed, true);
+  t.same(call.verdict, { allowed: true, reason: 'subject system:serviceaccount:shop:api matches system:serviceaccount:shop:api' });
 });
 
 t.test('AWS_ROLE_SESSION_NAME is honoured', async (t) => {
@@ -169,7 +155,7 @@ t.test('fromTokenFile with explicit options, no web identity env vars at all', a
       clientConfig: { region: 'eu-west-1', endpoint: sts.url },
     })(),
   );
-  t.equal(creds.accessKeyId, credentialsForRole(WILDCARD_ROLE).accessKeyId, 'StringLike shop:* admits shop:worker');
+  t.equal(creds.accessKeyId, credentialsForRole(WILDCARD_ROLE).accessKeyId, 'a shop:* subject admits shop:worker');
   t.not(creds.accessKeyId, credentialsForRole(ROLE).accessKeyId, 'credentials differ per role');
 });
 
@@ -202,7 +188,7 @@ t.test('a token for another ServiceAccount is refused with AccessDenied', async 
   t.equal(err.$metadata?.httpStatusCode, 403);
   const call = sts.requests.slice(before);
   t.equal(call.length, 1, 'not retried');
-  t.match(call[0]?.evaluation?.reason, /system:serviceaccount:other:app/, 'the stand-in records why');
+  t.same(call[0]?.verdict, { allowed: false, reason: 'subject system:serviceaccount:other:app is none of system:serviceaccount:shop:api' }, 'the stand-in records why');
 });
 
 t.test('a token signed by an unknown key is refused with InvalidIdentityToken', async (t) => {
@@ -243,4 +229,37 @@ t.test('wrong audience, unknown issuer, expired token, unknown role', async (t) 
 t.test('the environment is restored after each scoped call', async (t) => {
   t.equal(process.env['AWS_ROLE_ARN'], undefined);
   t.equal(process.env['AWS_ENDPOINT_URL_STS'], undefined);
+});
+
+t.test('the trust table decides by itself: exact subjects, prefixes, the role\'s audience', async (t) => {
+  const shop = { subjects: ['system:serviceaccount:shop:*', 'system:serviceaccount:ops:deployer'], audience: 'sts.amazonaws.com' };
+  const table: Array<[string, string, boolean]> = [
+    ['system:serviceaccount:shop:api', 'sts.amazonaws.com', true],
+    ['system:serviceaccount:shop:', 'sts.amazonaws.com', true],
+    ['system:serviceaccount:shopping:api', 'sts.amazonaws.com', false],
+    ['system:serviceaccount:ops:deployer', 'sts.amazonaws.com', true],
+    ['system:serviceaccount:ops:deployer2', 'sts.amazonaws.com', false],
+    ['system:serviceaccount:ops:deploye', 'sts.amazonaws.com', false],
+    ['system:serviceaccount:shop:api', 'other.example.com', false],
+  ];
+  for (const [sub, aud, allowed] of table) t.equal(trustVerdict(shop, sub, aud).allowed, allowed, `${sub} / ${aud}`);
+  t.same(trustVerdict(undefined, 'system:serviceaccount:shop:api', 'sts.amazonaws.com'), { allowed: false, reason: 'no such role' });
+  t.same(trustVerdict({ subjects: ['x'] }, 'x', 'any.example.com'), { allowed: true, reason: 'subject x matches x' }, 'no audience: any the provider accepts');
+  t.same(trustVerdict(shop, 'system:serviceaccount:shop:api', 'other.example.com'), { allowed: false, reason: 'audience other.example.com is not the role\'s sts.amazonaws.com' });
+});
+
+t.test('a role that requires another audience refuses a token the provider accepts', async (t) => {
+  const other = await startStsStandin({
+    issuer: ISSUER,
+    jwks: buildJwks([jwkFromPublicKey(signer.publicKey)]),
+    audiences: ['sts.amazonaws.com', 'vault.example.com'],
+    roles: new Map([[ROLE, { subjects: ['system:serviceaccount:shop:api'], audience: 'vault.example.com' }]]),
+  });
+  t.teardown(() => other.close());
+  const env = { ...webhookEnv(ROLE, tokenFile(await token())), AWS_ENDPOINT_URL_STS: other.url };
+  const err = await withAwsEnv(env, () => rejection(fromNodeProviderChain()()));
+  t.equal(err.name, 'AccessDenied');
+  t.same(other.requests.at(-1)?.verdict, { allowed: false, reason: 'audience sts.amazonaws.com is not the role\'s vault.example.com' });
+  const ok = await withAwsEnv({ ...webhookEnv(ROLE, tokenFile(await token({ aud: 'vault.example.com' }))), AWS_ENDPOINT_URL_STS: other.url }, () => fromNodeProviderChain()());
+  t.equal(ok.accessKeyId, credentialsForRole(ROLE).accessKeyId);
 });
