@@ -4,7 +4,7 @@
 #   pod-identity-webhook-base:runtime  the layout of gcr.io/distroless/nodejs24-debian12:
 #                                      /nodejs/bin/node and the shared libraries it needs,
 #                                      a nonroot user 65532, no shell, no package manager
-#   pod-identity-webhook-base:build    the same plus /bin/sh, /usr/bin/env and npm, for
+#   pod-identity-webhook-base:build    the same plus /bin/sh, env, rm and npm, for
 #                                      the Dockerfile's build stage (npm ci, npm run build);
 #                                      it trusts this machine's CA bundle (registry proxies)
 # Usage: scripts/base-image.sh [NODE24_BINARY]   (default: the .ci/run Node 24 cache)
@@ -48,7 +48,7 @@ tar -C "$root" -c . | docker import \
   --change 'ENTRYPOINT ["/nodejs/bin/node"]' - pod-identity-webhook-base:runtime >/dev/null
 
 # Build stage: add a shell (npm runs scripts with sh), env (npm's shebang) and npm.
-with_libs /bin/dash /usr/bin/env
+with_libs /bin/dash /usr/bin/env /bin/rm
 ln -sf dash "$root/bin/sh"
 mkdir -p "$root/usr/local/lib/node_modules" "$root/usr/local/bin" "$root/root"
 cp -a "$npm_dir" "$root/usr/local/lib/node_modules/npm"
