@@ -45,8 +45,9 @@ WORKDIR /app
 COPY package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
-# The reference image's entry point, for its manifests (see image/webhook).
-COPY --chmod=0755 image/webhook /webhook
+# The reference image's entry point, for its manifests (see image/webhook;
+# git keeps its mode 0755, so no --chmod and no BuildKit needed).
+COPY image/webhook /webhook
 USER 65532:65532
 # 8443: HTTPS (/mutate, /healthz, /readyz); 9999: plain-HTTP /metrics.
 EXPOSE 8443 9999
