@@ -1,6 +1,6 @@
 # pod-identity-webhook container image.
 #
-#   docker build -t pod-identity-webhook:latest .
+#   docker build --build-arg SOURCE_COMMIT=$(git rev-parse HEAD) -t pod-identity-webhook:latest .
 #
 # The image runs `node dist/cli.js serve` (see ENTRYPOINT); flags come from the
 # Deployment's args (manifests/base/deployment.yaml). Manifests written for the
@@ -8,9 +8,18 @@
 # `serve` with their flags (image/webhook). It runs as UID/GID 65532,
 # the same numbers the manifests set in runAsUser/runAsGroup, and needs no
 # writable filesystem.
+#
+# Other bases: BUILD_IMAGE needs node 24, npm and /bin/sh; BASE_IMAGE needs
+# node 24 at /nodejs/bin/node (the distroless layout). scripts/base-image.sh
+# makes both from local files, for machines without a registry.
 
-# ---- build: compile TypeScript to dist/ ------------------------------------
-FROM node:24-bookworm-slim AS build
+# node:24-bookworm-slim (Node.js 24 LTS)
+ARG BUILD_IMAGE=node:24-bookworm-slim@sha256:0e0ff40c39bc087845bfb27465a0df4ea419520094bc35842ff83dd8cbe6f9b6
+# gcr.io/distroless/nodejs24-debian12 (Node.js 24 LTS; no shell, no npm)
+ARG BASE_IMAGE=gcr.io/distroless/nodejs24-debian12@sha256:b35a10df56aa17825e81e836ff70fe3c27002809dd94e6bfd655ed05bac52230
+
+# ---- build: compile TypeScript to dist/, then keep production deps only ----
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: the `prepare` script would run the build before the
@@ -20,30 +29,27 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 # --version prints the commit: docker build --build-arg SOURCE_COMMIT=$(git rev-parse HEAD) .
 ARG SOURCE_COMMIT=""
-RUN npm run build
+# Then node_modules again, production dependencies only (from npm's cache).
+RUN npm run build \
+    && rm -rf node_modules \
+    && npm ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund
 
-# ---- runtime: production dependencies + dist/ ------------------------------
-FROM node:24-bookworm-slim AS runtime
+# ---- runtime: node, production dependencies and dist/ only ------------------
+FROM ${BASE_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="pod-identity-webhook" \
       org.opencontainers.image.description="Kubernetes admission webhook that gives pods AWS IAM credentials (IRSA)" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV NODE_ENV=production
 WORKDIR /app
-COPY package.json package-lock.json ./
-# Production dependencies only. --ignore-scripts because `prepare` would try
-# to run the TypeScript build, which is neither needed nor possible here.
-# The package managers are removed afterwards: the server only needs `node`.
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
-    && npm cache clean --force \
-    && rm -rf /usr/local/lib/node_modules/npm /usr/local/bin/npm /usr/local/bin/npx \
-              /usr/local/lib/node_modules/corepack /usr/local/bin/corepack \
-              /opt/yarn-* /usr/local/bin/yarn /usr/local/bin/yarnpkg /root/.npm
-COPY --from=build /src/dist ./dist
-# The reference image's entry point, for its manifests (see image/webhook).
-COPY --chmod=0755 image/webhook /webhook
 # Files stay owned by root and read-only for the process.
+COPY package.json ./
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+# The reference image's entry point, for its manifests (see image/webhook;
+# git keeps its mode 0755, so no --chmod and no BuildKit needed).
+COPY image/webhook /webhook
 USER 65532:65532
 # 8443: HTTPS (/mutate, /healthz, /readyz); 9999: plain-HTTP /metrics.
 EXPOSE 8443 9999
 # Exec form, so node is PID 1 and receives SIGTERM directly.
-ENTRYPOINT ["node", "dist/cli.js", "serve"]
+ENTRYPOINT ["/nodejs/bin/node", "dist/cli.js", "serve"]
