@@ -22,7 +22,7 @@
 #   scripts/controlplane.sh start-apiserver    start it again on the same port, wait for /readyz
 #   scripts/controlplane.sh restart-apiserver  both (the same PIW_* settings as `up` apply)
 #
-# Binaries are built from test/controlplane/{etcd,kube-apiserver} (Go modules)
+# Binaries are built from test/controlplane/{etcd,kube-apiserver,helm} (Go modules)
 # into $CACHE/bin, with GOCACHE/GOMODCACHE under $CACHE, where
 # CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/pod-identity-webhook. They are rebuilt
 # only when go.mod/go.sum/main.go, the Go version or the build flags change.
@@ -62,8 +62,16 @@ die() { log "error: $*"; exit 1; }
 BUILD_RECIPE=1
 
 build_one() { # name
-  local name=$1 dir=$SRC/$1 ldflags="-s -w" ver hash f
+  local name=$1 dir=$SRC/$1 ldflags="-s -w" ver hash f target=.
   [[ -f $dir/go.mod && -f $dir/go.sum && -f $dir/main.go ]] || die "missing sources in $dir"
+  if [[ $name == helm ]]; then
+    # The module only pins helm.sh/helm/v3 (main.go is a tools file); build its
+    # command, with the release stamped into `helm version`.
+    target=helm.sh/helm/v3/cmd/helm
+    ver=$(awk '{ for (i = 1; i < NF; i++) if ($i == "helm.sh/helm/v3" && $(i+1) ~ /^v/) { print $(i+1); exit } }' "$dir/go.mod")
+    [[ -n $ver ]] || die "cannot find the helm.sh/helm/v3 version in $dir/go.mod"
+    ldflags+=" -X helm.sh/helm/v3/internal/version.version=$ver -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  fi
   if [[ $name == kube-apiserver ]]; then
     # Stamp the real release into /version (otherwise v0.0.0-master+$Format:%H$).
     ver=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ { print $2; exit }' "$dir/go.mod")
@@ -79,7 +87,7 @@ build_one() { # name
     log "$name: up to date ($BIN/$name)"
     return
   fi
-  log "$name: building into $BIN (Go caches in $CACHE); a first build takes minutes (kube-apiserver: about 5 on 2 idle cores, 30 or more on a busy machine) ..."
+  log "$name: building into $BIN (Go caches in $CACHE); a first build takes minutes (kube-apiserver: about 5 on 2 idle cores, 30 or more on a busy machine; helm: about 3) ..."
   local start=$SECONDS ticker rc=0
   # Progress while go is silent; the loop ends by itself if this script dies.
   ( while sleep 30 && kill -0 $$ 2>/dev/null; do log "$name: still building, $((SECONDS - start))s elapsed"; done ) 8>&- 9>&- &
@@ -87,7 +95,7 @@ build_one() { # name
   ( cd "$dir" &&
     env GOCACHE="$CACHE/gocache" GOMODCACHE="$CACHE/gomodcache" CGO_ENABLED=0 \
         GOFLAGS="-mod=readonly -buildvcs=false -trimpath -modcacherw" \
-        "${DEATHSIG[@]}" go build -ldflags "$ldflags" -o "$BIN/$name.tmp" . ) >&2 || rc=$?
+        "${DEATHSIG[@]}" go build -ldflags "$ldflags" -o "$BIN/$name.tmp" "$target" ) >&2 || rc=$?
   kill "$ticker" 2>/dev/null || true
   wait "$ticker" 2>/dev/null || true
   ((rc == 0)) || die "building $name failed"
@@ -105,7 +113,14 @@ command -v setpriv >/dev/null && setpriv --pdeathsig KILL true 2>/dev/null && DE
 prepare() {
   reap_runs # what killed runs left behind
   if [[ -n ${E2E_KUBECONFIG:-} ]]; then
-    log "E2E_KUBECONFIG is set: the end-to-end tests use that cluster, nothing to build"
+    log "E2E_KUBECONFIG is set: the end-to-end tests use that cluster; only helm is built (chart tests)"
+    if command -v go >/dev/null; then
+      mkdir -p "$BIN"
+      exec 8>"$CACHE/build.lock"
+      flock 8
+      build_one helm
+      exec 8>&-
+    fi
     return
   fi
   if ! command -v go >/dev/null; then
@@ -118,7 +133,7 @@ prepare() {
     return
   fi
   local start=$SECONDS
-  log "building kube-apiserver and etcd for the end-to-end tests (cached in $BIN)"
+  log "building kube-apiserver, etcd and helm for the end-to-end and chart tests (cached in $BIN)"
   build
   log "control plane binaries ready ($((SECONDS - start))s)"
 }
@@ -136,6 +151,7 @@ build() {
   flock 8
   build_one etcd
   build_one kube-apiserver
+  build_one helm # chart tests (test/unit/chart.test.ts, test/e2e/helm.test.ts)
   exec 8>&-
 }
 

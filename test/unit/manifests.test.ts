@@ -31,6 +31,11 @@ const WEBHOOK_NAME = 'pod-identity-webhook.amazonaws.com';
 const SKIP_LABEL = 'eks.amazonaws.com/skip-pod-identity-webhook';
 const COMMON_LABELS = { 'app.kubernetes.io/name': NAME };
 const CERT_SECRET = 'pod-identity-webhook-cert';
+/** Self-managed certificates (all variants but cert-manager): Secret, Lease and their Role. */
+const MANAGED_SECRET = 'pod-identity-webhook';
+const LEASE = 'pod-identity-webhook';
+const CERTS_ROLE = 'pod-identity-webhook-certificates';
+const managed = (variant: Variant): boolean => variant !== 'cert-manager';
 const UID = 65532;
 
 /** The YAML shape (client-node's type renames `from` to `_from`). */
@@ -137,7 +142,19 @@ function deepMerge(into: Record<string, unknown>, from: Record<string, unknown>)
 
 function applyPatches(dir: string, k: Kustomization, objects: KObject[]): void {
   for (const p of k.patches ?? []) {
-    if (p.path !== undefined) {
+    if (p.path !== undefined && p.target) {
+      const ops = parseYaml(readFileSync(path.join(dir, p.path), 'utf8')) as { op: string; path: string; value?: unknown }[];
+      const targets = objects.filter((o) => o.kind === p.target?.kind && (p.target.name === undefined || o.metadata.name === p.target.name));
+      if (targets.length === 0) throw new Error(`${p.path} matches nothing`);
+      for (const target of targets) applyJsonPatch(target, ops);
+    } else if (p.patch !== undefined && !p.target) {
+      // Only `$patch: delete` of one object is used without a target.
+      const [patch] = parseDocs(p.patch, dir);
+      if (!patch || patch['$patch'] !== 'delete') throw new Error(`unsupported inline patch in ${dir}`);
+      const i = objects.findIndex((o) => o.kind === patch.kind && o.metadata.name === patch.metadata.name);
+      if (i < 0) throw new Error(`${dir} deletes a missing ${patch.kind}/${patch.metadata.name}`);
+      objects.splice(i, 1);
+    } else if (p.path !== undefined) {
       const [patch] = parseDocs(readFileSync(path.join(dir, p.path), 'utf8'), p.path);
       if (!patch) throw new Error(`${p.path} is empty`);
       const target = objects.find((o) => o.kind === patch.kind && o.metadata.name === patch.metadata.name);
@@ -245,12 +262,30 @@ function checkInstall(t: Test, objects: KObject[], variant: Variant, mode: 'file
       else t.equal(o.metadata.namespace, NS, `${o.kind}/${o.metadata.name} is in ${NS}`);
       if (mode === 'kustomize') t.match(o.metadata.labels ?? {}, COMMON_LABELS, `${o.kind}/${o.metadata.name} has the common labels`);
     }
-    t.equal(kinds('Secret').length, 0, 'no Secret is shipped (the serving certificate is created separately)');
+    if (managed(variant)) {
+      t.equal(kinds('Secret').length, 1, 'one Secret: the empty one the webhook fills');
+      const secret = only<KObject>(objects, 'Secret', MANAGED_SECRET);
+      t.equal(secret['type'], 'Opaque');
+      t.notOk(secret['data'] ?? secret['stringData'], 'shipped without data (the webhook fills it)');
+      const lease = only<KObject>(objects, 'Lease', LEASE);
+      t.equal(lease.apiVersion, 'coordination.k8s.io/v1');
+      t.same(lease['spec'], {}, 'empty Lease spec');
+    } else {
+      t.equal(kinds('Secret').length, 0, 'no Secret is shipped (cert-manager issues it)');
+      t.equal(kinds('Lease').length, 0, 'no Lease');
+    }
   });
 
-  t.test('RBAC: ServiceAccounts cluster-wide, ConfigMaps only in config-map mode, never Secrets', async (t) => {
+  t.test('RBAC: ServiceAccounts cluster-wide, ConfigMaps only in config-map mode, Secrets only by name', async (t) => {
     const cr = only<V1ClusterRole>(objects, 'ClusterRole');
-    t.equal(cr.rules?.length, 1, 'one rule');
+    t.equal(cr.rules?.length, managed(variant) ? 2 : 1, 'rules');
+    if (managed(variant)) {
+      t.same(
+        cr.rules?.[1],
+        { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [NAME], verbs: ['get', 'list', 'watch', 'update', 'patch'] },
+        'its own MutatingWebhookConfiguration only (to write the caBundle)',
+      );
+    }
     const rule = cr.rules?.[0] as V1PolicyRule;
     t.same(rule.apiGroups, [''], 'core API group');
     t.same(rule.resources, ['serviceaccounts']);
@@ -264,8 +299,25 @@ function checkInstall(t: Test, objects: KObject[], variant: Variant, mode: 'file
 
     const roles = kinds('Role') as unknown as V1Role[];
     const bindings = kinds('RoleBinding') as unknown as V1RoleBinding[];
+    if (managed(variant)) {
+      const role = only<V1Role>(objects, 'Role', CERTS_ROLE);
+      t.equal(role.metadata?.namespace, NS);
+      const verbs = ['get', 'list', 'watch', 'update', 'patch'];
+      t.same(
+        role.rules,
+        [
+          { apiGroups: [''], resources: ['secrets'], resourceNames: [MANAGED_SECRET], verbs },
+          { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [LEASE], verbs },
+        ],
+        'its certificate Secret and Lease only, never create',
+      );
+      const rb = only<V1RoleBinding>(objects, 'RoleBinding', CERTS_ROLE);
+      t.same(rb.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: CERTS_ROLE });
+      t.same(rb.subjects, [{ kind: 'ServiceAccount', name: NAME, namespace: NS }]);
+    }
+    const extra = managed(variant) ? 1 : 0;
     if (variant === 'config-map-mode') {
-      t.equal(roles.length, 1, 'one Role');
+      t.equal(roles.length, 1 + extra, 'the ConfigMap Role');
       const role = only<V1Role>(objects, 'Role');
       t.equal(role.metadata?.namespace, NS, 'Role lives in the webhook namespace');
       t.same(
@@ -277,14 +329,15 @@ function checkInstall(t: Test, objects: KObject[], variant: Variant, mode: 'file
       t.same(rb.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: NAME });
       t.same(rb.subjects, [{ kind: 'ServiceAccount', name: NAME, namespace: NS }]);
     } else {
-      t.equal(roles.length, 0, `no Role in ${variant}`);
-      t.equal(bindings.length, 0, `no RoleBinding in ${variant}`);
+      t.equal(roles.length, extra, `no other Role in ${variant}`);
+      t.equal(bindings.length, extra, `no other RoleBinding in ${variant}`);
     }
 
     for (const r of [...kinds('ClusterRole'), ...kinds('Role')] as unknown as V1ClusterRole[]) {
       for (const rule of r.rules ?? []) {
-        t.notOk(ruleGrants(rule, 'secrets'), `${r.metadata?.name}: nothing on secrets`);
         t.notOk((rule.verbs ?? []).includes('*') || (rule.apiGroups ?? []).includes('*'), 'no wildcards');
+        if (rule.resourceNames?.length) continue; // the named objects above
+        t.notOk(ruleGrants(rule, 'secrets'), `${r.metadata?.name}: nothing on secrets`);
         t.notOk(
           (rule.verbs ?? []).some((v) => !['get', 'list', 'watch'].includes(v)),
           `${r.metadata?.name}: read-only verbs`,
@@ -349,14 +402,16 @@ function checkInstall(t: Test, objects: KObject[], variant: Variant, mode: 'file
     const ports = new Map((container?.ports ?? []).map((p) => [p.name, p.containerPort]));
     t.equal(ports.get('https'), 8443);
     t.equal(ports.get('metrics'), 9999);
-    for (const [kind, probe, p] of [
-      ['liveness', container?.livenessProbe, '/healthz'],
-      ['readiness', container?.readinessProbe, '/readyz'],
+    // Managed certificates: liveness on the plain-HTTP metrics port, which
+    // answers before the first certificate exists.
+    for (const [kind, probe, p, scheme, want] of [
+      ['liveness', container?.livenessProbe, '/healthz', managed(variant) ? 'HTTP' : 'HTTPS', managed(variant) ? 9999 : 8443],
+      ['readiness', container?.readinessProbe, '/readyz', 'HTTPS', 8443],
     ] as const) {
-      t.equal(probe?.httpGet?.scheme, 'HTTPS', `${kind} probe uses HTTPS`);
+      t.equal(probe?.httpGet?.scheme, scheme, `${kind} probe uses ${scheme}`);
       t.equal(probe?.httpGet?.path, p, `${kind} probe path`);
       const port = probe?.httpGet?.port;
-      t.equal(typeof port === 'string' ? ports.get(port) : port, 8443, `${kind} probe port`);
+      t.equal(typeof port === 'string' ? ports.get(port) : port, want, `${kind} probe port`);
     }
 
     const env = container?.env?.find((e) => e.name === 'POD_NAMESPACE');
@@ -370,8 +425,18 @@ function checkInstall(t: Test, objects: KObject[], variant: Variant, mode: 'file
     t.equal(flags.size, args.length, 'no flag given twice');
     t.equal(flags.get('--port'), '8443');
     t.equal(flags.get('--metrics-port'), '9999');
-    t.equal(flags.get('--tls-cert'), '/etc/webhook/certs/tls.crt');
-    t.equal(flags.get('--tls-key'), '/etc/webhook/certs/tls.key');
+    if (managed(variant)) {
+      t.equal(flags.get('--manage-certificates'), true, '--manage-certificates');
+      t.equal(flags.get('--tls-secret'), MANAGED_SECRET);
+      t.equal(flags.get('--lease-name'), LEASE);
+      t.equal(flags.get('--webhook-configuration-name'), NAME);
+      t.equal(flags.get('--service-name'), NAME);
+      t.notOk(flags.has('--tls-cert') || flags.has('--tls-key'), 'no certificate files');
+    } else {
+      t.notOk(flags.has('--manage-certificates'), 'file mode');
+      t.equal(flags.get('--tls-cert'), '/etc/webhook/certs/tls.crt');
+      t.equal(flags.get('--tls-key'), '/etc/webhook/certs/tls.key');
+    }
     t.equal(flags.get('--namespace'), '$(POD_NAMESPACE)');
     t.equal(flags.get('--annotation-prefix'), 'eks.amazonaws.com');
     t.equal(flags.get('--token-audience'), 'sts.amazonaws.com');
@@ -389,6 +454,12 @@ function checkInstall(t: Test, objects: KObject[], variant: Variant, mode: 'file
   });
 
   t.test('Deployment: serving certificate volume', async (t) => {
+    if (managed(variant)) {
+      t.notOk(container?.volumeMounts?.some((m) => m.mountPath === '/etc/webhook/certs'), 'no certificate mount (managed certificates)');
+      t.notOk(podSpec?.volumes?.some((v) => v.secret), 'no Secret volume');
+      for (const m of container?.volumeMounts ?? []) t.equal(m.readOnly, true, `${m.name} is read-only`);
+      return;
+    }
     const mount = container?.volumeMounts?.find((m) => m.mountPath === '/etc/webhook/certs');
     t.ok(mount, 'mounted at /etc/webhook/certs');
     t.equal(mount?.readOnly, true, 'read-only');
