@@ -133,3 +133,22 @@ export const CERT_DEFAULTS = Object.freeze({
   days: 365,
   renewBeforeDays: 30,
 });
+
+/** Defaults of `serve --manage-certificates` (the Secret name is --tls-secret's). */
+export const MANAGED_CERT_DEFAULTS = Object.freeze({
+  leaseName: 'pod-identity-webhook',
+  webhookConfigurationName: 'pod-identity-webhook',
+  caLifetimeMs: 43_800 * 3_600_000,
+  certificateLifetimeMs: 8_760 * 3_600_000,
+  /** Renew when this fraction of a lifetime has passed. */
+  renewFraction: 2 / 3,
+  /**
+   * Wait between writing a new CA bundle and serving a certificate of that CA,
+   * and again before the old CA leaves the bundle: the API server's webhook
+   * informer and every replica's Secret watch pick changes up within seconds.
+   */
+  caOverlapMs: 2 * 60_000,
+  /** Lease: held this long without renewal, renewed this often. */
+  leaseDurationSeconds: 15,
+  leaseRenewMs: 5_000,
+});

@@ -11,7 +11,7 @@ import { type FileWatch, watchFiles } from '../files/watch.js';
 import type { RoleArnComposition } from '../identity/role-arn.js';
 import { type ClientVerdict, peerChain, verifyClientChain } from '../tls/client-auth.js';
 import { servingMaterial } from '../tls/serving.js';
-import { buildWebhookApp, type ConnectionLimits, DEFAULT_LIMITS, type WebhookApp } from './app.js';
+import { buildWebhookApp, type ConnectionLimits, DEFAULT_LIMITS, type Readiness, type WebhookApp } from './app.js';
 import { type IdentityRuntime, startIdentityRuntime } from './identities.js';
 import { createMetrics, type WebhookMetrics } from './metrics.js';
 
@@ -138,6 +138,14 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     filePollMs: o.filePollMs,
   });
 
+  // One verdict for both ports: the metrics port answers probes too, since the
+  // HTTPS port cannot while it has no certificate.
+  const readiness = (): Readiness => {
+    const reasons = [...identities.notReady()];
+    if (!certificateLoaded) reasons.push('no serving certificate loaded');
+    if (shuttingDown) reasons.push('shutting down');
+    return { ready: reasons.length === 0, reasons };
+  };
   const app = await buildWebhookApp({
     https: {
       ...baseTls,
@@ -153,12 +161,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     logger,
     bodyLimit: o.bodyLimit,
     limits,
-    readiness: () => {
-      const reasons = [...identities.notReady()];
-      if (!certificateLoaded) reasons.push('no serving certificate loaded');
-      if (shuttingDown) reasons.push('shutting down');
-      return { ready: reasons.length === 0, reasons };
-    },
+    readiness,
     draining: () => draining,
   });
 
@@ -183,6 +186,12 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
   metricsApp.get('/metrics', async (_req, reply) => {
     metrics.cacheSize.set(identities.cacheSize());
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  metricsApp.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok\n'));
+  metricsApp.get('/readyz', async (_req, reply) => {
+    const r = readiness();
+    if (r.ready) return reply.type('text/plain').send('ok\n');
+    return reply.code(503).type('text/plain').send(`not ready: ${r.reasons.join('; ')}\n`);
   });
   if (o.debuggingHandlers) {
     metricsApp.get('/debug/alpha/cache', async () => identities.debugSnapshot());
