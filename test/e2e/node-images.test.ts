@@ -24,7 +24,9 @@ function missing(): string | undefined {
 
 const why = missing();
 if (why) {
-  if (process.env['CI'] && process.env['CI'] !== 'false') throw new Error(`CI is set, and the node tests cannot run: ${why}`);
+  // Only where containerd cannot run at all (not root, no cgroups) is a skip allowed in CI.
+  const cannotRun = why.startsWith('not root') || why.startsWith('no /sys');
+  if (!cannotRun && process.env['CI'] && process.env['CI'] !== 'false') throw new Error(`CI is set, and the node tests cannot run: ${why}`);
   t.skip(`node images: ${why}`, () => undefined);
 } else {
   t.test('a locally built pause image imports into containerd and runs until SIGTERM', async (t) => {
