@@ -7,6 +7,7 @@
 #   scripts/controlplane.sh env     print KEY=VALUE lines describing the running control plane
 #   scripts/controlplane.sh status  exit 0 if running and ready, 1 otherwise
 #   scripts/controlplane.sh build   only build (or reuse) the binaries
+#   scripts/controlplane.sh build-node  only build (or reuse) the kubelet (node tier)
 #   scripts/controlplane.sh prepare build for `npm test`; without Go: a notice and exit 0
 #                                   (exit 1 when CI is set)
 #   scripts/controlplane.sh run NAME
@@ -72,7 +73,7 @@ build_one() { # name
     [[ -n $ver ]] || die "cannot find the helm.sh/helm/v3 version in $dir/go.mod"
     ldflags+=" -X helm.sh/helm/v3/internal/version.version=$ver -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
   fi
-  if [[ $name == kube-apiserver ]]; then
+  if [[ $name == kube-apiserver || $name == kubelet ]]; then
     # Stamp the real release into /version (otherwise v0.0.0-master+$Format:%H$).
     ver=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ { print $2; exit }' "$dir/go.mod")
     [[ $ver =~ ^v([0-9]+)\.([0-9]+)\. ]] || die "cannot find the k8s.io/kubernetes version in $dir/go.mod"
@@ -136,6 +137,40 @@ prepare() {
   log "building kube-apiserver, etcd and helm for the end-to-end and chart tests (cached in $BIN)"
   build
   log "control plane binaries ready ($((SECONDS - start))s)"
+}
+
+# ------------------------------------------------------------------ node ---
+# The node tier (kubelet + containerd) of the end-to-end tests. Only the
+# kubelet build is here so far; see test/controlplane/README.md.
+
+# Why no node can run here, or nothing: containerd needs root and cgroups.
+node_unsupported() {
+  ((EUID == 0)) || { echo "not root (containerd and the kubelet need root)"; return; }
+  [[ -d /sys/fs/cgroup ]] || { echo "no /sys/fs/cgroup"; return; }
+  command -v containerd >/dev/null && command -v runc >/dev/null ||
+    echo "containerd or runc is not installed (apt-get install containerd runc containernetworking-plugins)"
+}
+
+prepare_node() {
+  local why start=$SECONDS
+  why=$(node_unsupported)
+  if [[ -n $why ]]; then
+    # Without root or cgroups containerd cannot run at all: a skip even in CI.
+    [[ -z ${CI:-} || $why == not\ root* || $why == no\ /sys* ]] || die "the node end-to-end tests must run in CI, but: $why"
+    log "NOTICE: the node end-to-end tests will be skipped: $why"
+    return
+  fi
+  build_node
+  log "node binaries ready ($((SECONDS - start))s)"
+}
+
+build_node() {
+  command -v go >/dev/null || die "go is not installed: cannot build the kubelet"
+  mkdir -p "$BIN"
+  exec 8>"$CACHE/build.lock"
+  flock 8
+  build_one kubelet
+  exec 8>&-
 }
 
 build() {
@@ -606,10 +641,11 @@ case ${1:-} in
   env) cmd_env ;;
   status) is_up && log "running" || { log "not running"; exit 1; } ;;
   build) build ;;
+  build-node) build_node ;;
   prepare) prepare ;;
   run) cmd_run "${2:-}" ;;
   stop-apiserver) lock_state; cmd_stop_apiserver ;;
   start-apiserver) lock_state; cmd_start_apiserver ;;
   restart-apiserver) lock_state; cmd_stop_apiserver; cmd_start_apiserver ;;
-  *) echo "usage: $0 up|down|env|status|build|prepare|run NAME|stop-apiserver|start-apiserver|restart-apiserver" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|env|status|build|build-node|prepare|run NAME|stop-apiserver|start-apiserver|restart-apiserver" >&2; exit 2 ;;
 esac
