@@ -66,9 +66,11 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
   const ca = readFileSync(join(certDir, 'ca.crt'), 'utf8');
   const tlsArgs = [`--tls-cert=${join(certDir, 'tls.crt')}`, `--tls-key=${join(certDir, 'tls.key')}`];
 
-  // The image's /webhook, with its /app pointed at this checkout.
+  // The image's /webhook, with its /app pointed at this checkout and its Node.js at this one.
   const webhookScript = join(dir, 'webhook');
-  writeFileSync(webhookScript, readFileSync(join(ROOT, 'image/webhook'), 'utf8').split('/app/').join(ROOT), { mode: 0o755 });
+  const script = readFileSync(join(ROOT, 'image/webhook'), 'utf8');
+  if (!script.startsWith('#!/nodejs/bin/node\n')) throw new Error('image/webhook no longer starts with #!/nodejs/bin/node: adapt this test');
+  writeFileSync(webhookScript, script.replace('#!/nodejs/bin/node', `#!${process.execPath}`).split('/app/').join(`${ROOT}/`), { mode: 0o755 });
 
   let n = 0;
   const namespace = async (): Promise<string> => {
