@@ -195,6 +195,14 @@ async function runServe(f: ServeFlags, cmd: Command): Promise<void> {
   // before exit.
   const destination = pino.destination({ sync: false, minLength: 4096, periodicFlush: 1000 });
   const logger = createLogger({ level: f.logLevel, format: f.logFormat, destination });
+  // Log lines are buffered: a crash must not lose the ones that explain it.
+  const fatal = (err: unknown, what: string): void => {
+    logger.fatal({ err }, what);
+    destination.flushSync();
+    process.exit(1);
+  };
+  process.once('uncaughtException', (err) => fatal(err, 'uncaught exception'));
+  process.once('unhandledRejection', (err) => fatal(err, 'unhandled promise rejection'));
   const options = serveOptionsFromFlags(f, (m) => logger.warn(m));
   const kubeConfig = kubeConfigFromFlags(f);
   const roleArnComposition = await roleArnCompositionFromFlags(f, cmd.getOptionValueSource('awsPartition') === 'cli');

@@ -115,7 +115,7 @@ const admissionRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) =>
     const reason = status === 500 ? 'internal error' : reasonFor(err, request.headers['content-type'], o.bodyLimit);
     if (status === 500) o.logger.error({ err }, 'admission failed');
     else o.logger.warn({ status, reason }, 'bad admission request');
-    record('bad_request', secondsSince(request));
+    record(status >= 500 ? 'error' : status === 403 ? 'forbidden' : 'bad_request', secondsSince(request));
     void reply.code(status).type('text/plain; charset=utf-8').send(`${reason}\n`);
   });
 
@@ -216,7 +216,7 @@ export async function buildWebhookApp(o: WebhookAppOptions) {
         return;
       }
       o.logger.warn({ status: 403, reason: verdict.reason, remote: socket.remoteAddress }, 'client certificate refused');
-      o.metrics.admissions.inc({ outcome: 'bad_request' });
+      o.metrics.admissions.inc({ outcome: 'forbidden' });
       reply.raw.once('finish', () => socket.destroy());
       void reply.code(403).header('connection', 'close').type('text/plain; charset=utf-8')
         .send('a client certificate signed by --client-ca is required\n');
