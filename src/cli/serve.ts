@@ -10,7 +10,7 @@ import {
   instanceMetadataEndpoint,
   PARTITION,
   type RoleArnComposition,
-} from '../identity/role-arn.js';
+} from '../settings/role-arn.js';
 import { StartupError, startWebhookServer, type WebhookServerOptions } from '../server/serve.js';
 import { cipherList, tlsMinVersion } from '../tls/serving.js';
 import {

@@ -9,8 +9,8 @@ import { SERVER_DEFAULTS } from '../config.js';
 import { type ReflectorEvents, type ReflectorTuning, type ReflectorHandlers, createReflector } from '../kube/reflector.js';
 import type { KubeConnection } from '../kube/client.js';
 import { KubeApiError, kubeRequest } from '../kube/request.js';
-import { NO_SETTINGS, type ServiceAccountSettings, parseServiceAccountAnnotations } from './service-account.js';
-import type { RoleArnComposition } from './role-arn.js';
+import { NO_SETTINGS, type ServiceAccountSettings, parseServiceAccountAnnotations } from '../settings/service-account.js';
+import type { RoleArnComposition } from '../settings/role-arn.js';
 
 /** The fields of a ServiceAccount read here; the rest of the JSON is dropped with the event. */
 export interface ServiceAccountObject {

@@ -19,11 +19,11 @@ import {
   WEB_IDENTITY_TOKEN_FILE,
   WEB_IDENTITY_VOLUME_NAME,
 } from '../config.js';
-import { parseRoleSessionName, parseTokenExpirationAnnotation } from '../identity/service-account.js';
+import { parseRoleSessionName, parseTokenExpirationAnnotation } from '../settings/service-account.js';
 import type { ContainerView, EnvVarView, PodView } from './pod.js';
 import type { Identity } from './resolve.js';
-import { parseSkipContainers } from './values.js';
-import { quote, warningList, type WarningList } from './warnings.js';
+import { parseSkipContainers } from '../settings/values.js';
+import { quote, warningList, type WarningList } from '../settings/warnings.js';
 
 export type PatchOperation = AddOperation<unknown>;
 

@@ -4,7 +4,7 @@
 // well-typed pods, so such a pod comes from someone probing the webhook).
 // Only own properties are read, so keys like "__proto__" or "constructor" are
 // plain data here, and no value of the wrong type is ever converted to a string.
-import { describeValue, quote } from './warnings.js';
+import { describeValue, quote } from '../settings/warnings.js';
 
 export interface EnvVarView {
   name: string;

@@ -9,7 +9,7 @@ import {
   createServiceAccountCache,
   createServiceAccountStore,
 } from '../../src/identity/service-account-cache.js';
-import { NO_SETTINGS } from '../../src/identity/service-account.js';
+import { NO_SETTINGS } from '../../src/settings/service-account.js';
 import { type FakeApiServer, startFakeApiServer, until } from '../helpers/fake-apiserver.js';
 
 const logger = pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });

@@ -9,8 +9,8 @@ import {
   compositionFromInstanceMetadata,
   instanceMetadataEndpoint,
   partitionOfRegion,
-} from '../../src/identity/role-arn.js';
-import { parseServiceAccountAnnotations } from '../../src/identity/service-account.js';
+} from '../../src/settings/role-arn.js';
+import { parseServiceAccountAnnotations } from '../../src/settings/service-account.js';
 import { roleArnCompositionFromFlags } from '../../src/cli/serve.js';
 import { CommandError, UsageError } from '../../src/cli/flags.js';
 
