@@ -78,7 +78,7 @@ function targetOf(stream: ObjectStream, located: Located, defaultNamespace: stri
   const t = template as Record<string, unknown>;
   // The template's metadata and spec are what the pod gets; the engine only reads those.
   const pod: V1Pod = kind === 'Pod'
-    ? (obj as V1Pod)
+    ? (obj)
     : ({ apiVersion: 'v1', kind: 'Pod', ...(t['metadata'] !== undefined ? { metadata: t['metadata'] } : {}), spec } as unknown as V1Pod);
   const prefix = located.pointer + path.map((k) => `/${k}`).join('');
   return { located, label, namespace, pod, prefix };

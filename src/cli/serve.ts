@@ -6,11 +6,10 @@ import { createLogger, LOG_FORMATS, type LogFormat } from '../server/log.js';
 import { SERVER_DEFAULTS as S } from '../config.js';
 import {
   ACCOUNT_ID,
-  compositionFromInstanceMetadata,
-  instanceMetadataEndpoint,
   PARTITION,
   type RoleArnComposition,
 } from '../settings/role-arn.js';
+import { compositionFromInstanceMetadata, instanceMetadataEndpoint } from '../identity/instance-metadata.js';
 import { StartupError, startWebhookServer, type WebhookServerOptions } from '../server/serve.js';
 import { cipherList, tlsMinVersion } from '../tls/serving.js';
 import {

@@ -287,9 +287,9 @@ export function createServiceAccountCache(options: ServiceAccountCacheOptions): 
     },
     hasSynced: () => reflector.hasSynced(),
     waitForSync: () => reflector.waitForSync(),
-    get: store.get,
-    size: store.size,
-    annotated: store.annotated,
+    get: (namespace, name) => store.get(namespace, name),
+    size: () => store.size(),
+    annotated: () => store.annotated(),
     lookup,
   };
 }

@@ -193,7 +193,7 @@ function podAnnotations(pod: PodView, prefix: string, warnings: WarningList, nam
   if (expiration !== undefined) {
     const found: string[] = [];
     const value = parseTokenExpirationAnnotation(expirationKey, expiration, found);
-    found.forEach(warnings.add);
+    for (const w of found) warnings.add(w);
     if (value !== undefined) result.expiration = value;
   }
   const skip = pod.annotations.get(skipKey);
@@ -207,7 +207,7 @@ function podAnnotations(pod: PodView, prefix: string, warnings: WarningList, nam
   }
   const session = pod.annotations.get(sessionKey);
   if (session !== undefined) {
-    const mode = parseRoleSessionName(sessionKey, session, warnings.add);
+    const mode = parseRoleSessionName(sessionKey, session, (w) => warnings.add(w));
     if (mode) result.roleSessionName = mode;
   }
   return result;

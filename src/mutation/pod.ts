@@ -90,7 +90,7 @@ function optObject(o: Obj, key: string, path: string): Obj | undefined {
 function optArray(o: Obj, key: string, path: string): unknown[] | undefined {
   const v = own(o, key);
   if (v === undefined) return undefined;
-  return Array.isArray(v) ? v : fail(`${path}.${key}`, 'a list', v);
+  return Array.isArray(v) ? (v as unknown[]) : fail(`${path}.${key}`, 'a list', v);
 }
 
 function optString(o: Obj, key: string, path: string): string | undefined {

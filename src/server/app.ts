@@ -96,6 +96,7 @@ declare module 'fastify' {
 }
 const secondsSince = (request: { [startedAt]?: number }): number => (performance.now() - (request[startedAt] ?? performance.now())) / 1000;
 
+// eslint-disable-next-line @typescript-eslint/require-await -- a fastify plugin is an async function; this one registers synchronously
 const admissionRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) => {
   // Each outcome's counter and histogram series, looked up once (prom-client
   // hashes the label set on every call otherwise).
@@ -154,6 +155,7 @@ const admissionRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) =>
   });
 };
 
+// eslint-disable-next-line @typescript-eslint/require-await -- a fastify plugin is an async function; this one registers synchronously
 const healthRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) => {
   app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok\n'));
   app.get('/readyz', async (_req, reply) => {
@@ -177,7 +179,7 @@ export async function buildWebhookApp(o: WebhookAppOptions) {
       headersTimeout: limits.headersTimeoutMs,
       // How often Node checks headersTimeout and requestTimeout (its default is 30 s).
       connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
-    } as ServerOptions,
+    },
     // Admissions are logged by the route itself, one line each; fastify logs nothing.
     logger: false,
     bodyLimit: o.bodyLimit,

@@ -194,7 +194,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     return reply.code(503).type('text/plain').send(`not ready: ${r.reasons.join('; ')}\n`);
   });
   if (o.debuggingHandlers) {
-    metricsApp.get('/debug/alpha/cache', async () => identities.debugSnapshot());
+    metricsApp.get('/debug/alpha/cache', () => Promise.resolve(identities.debugSnapshot()));
   }
 
   try {

@@ -17,7 +17,7 @@ export interface ServiceAccountSettings {
 }
 
 /** Shared by every ServiceAccount without annotations of ours: most of a large cluster. */
-export const NO_SETTINGS: ServiceAccountSettings = Object.freeze({ warnings: Object.freeze([]) as readonly string[] });
+export const NO_SETTINGS: ServiceAccountSettings = Object.freeze({ warnings: Object.freeze([]) });
 
 /** Clamp like the reference webhook: shorter than the minimum means the minimum. */
 export function clampTokenExpiration(seconds: number): number {
