@@ -20,7 +20,7 @@ async function webhook(dist: string): Promise<Inject> {
   const { createMetrics } = (await import(at('server/metrics.js'))) as typeof import('../src/server/metrics.js');
   const { createLogger } = (await import(at('server/log.js'))) as typeof import('../src/server/log.js');
   const { DEFAULT_MUTATION_OPTIONS } = (await import(at('config.js'))) as typeof import('../src/config.js');
-  const { parseServiceAccountAnnotations } = (await import(at('identity/service-account.js'))) as typeof import('../src/identity/service-account.js');
+  const { parseServiceAccountAnnotations } = (await import(at('identity/service-account.js'))) as typeof import('../src/settings/service-account.js');
   const settings = parseServiceAccountAnnotations({ 'eks.amazonaws.com/role-arn': 'arn:aws:iam::111122223333:role/checkout' }, 'eks.amazonaws.com');
   // As `serve` logs: asynchronous writes in 4 KiB batches.
   const destination = pino.destination({ dest: '/dev/null', sync: false, minLength: 4096 });

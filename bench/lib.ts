@@ -38,7 +38,7 @@ export interface FakeApi {
 export async function startFakeApi(count: number): Promise<FakeApi> {
   const child = spawn(process.execPath, ['dist-bench/bench/fake-api.js', String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const kubeconfigPath = await new Promise<string>((resolve, reject) => {
-    child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim()));
+    child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()));
     child.once('exit', (code) => reject(new Error(`the fake API server exited (${code})`)));
   });
   return { child, kubeconfigPath };
@@ -99,7 +99,7 @@ export async function startBare(cert: { certFile: string; keyFile: string }, siz
     ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
     'dist-bench/bench/bare-server.js', cert.certFile, cert.keyFile, String(port), String(size),
   ], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise((resolve) => child.stdout!.once('data', resolve));
+  await new Promise((resolve) => child.stdout.once('data', resolve));
   return { child, port, ...(profileDir ? { profileDir } : {}) };
 }
 
@@ -126,7 +126,7 @@ export function saturate(port: number, body: string, ca: string, seconds: number
     connections,
     duration: seconds,
     tlsOptions: { ca },
-  } as autocannon.Options);
+  });
 }
 
 export interface Steady {

@@ -158,7 +158,7 @@ async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeo
     // delay the legitimate client's timers and sockets.
     const attacker = spawn(process.execPath, [process.argv[1] as string, 'attack', String(port), join(pki.dir, 'ca.crt'), String(SECONDS + 2)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let report = '';
-    attacker.stdout!.on('data', (d: Buffer) => (report += d.toString()));
+    attacker.stdout.on('data', (d: Buffer) => (report += d.toString()));
     const attackerDone = new Promise<void>((resolve) => attacker.once('exit', () => resolve()));
     // The attack is under way once its first connections are in (one second).
     await new Promise((r) => setTimeout(r, 1000));

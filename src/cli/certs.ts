@@ -120,7 +120,7 @@ export async function patchWebhookCaBundle(kc: KubeConnection, name: string, caP
   for (let attempt = 1; ; attempt++) {
     let config: WebhookConfiguration;
     try {
-      config = ((await kubeRequest(kc, { path, signal: AbortSignal.timeout(API_TIMEOUT_MS) })).body ?? {}) as WebhookConfiguration;
+      config = ((await kubeRequest(kc, { path, signal: AbortSignal.timeout(API_TIMEOUT_MS) })).body ?? {});
     } catch (err) {
       if (err instanceof KubeApiError && err.status === 404) throw new Error(`MutatingWebhookConfiguration "${name}" not found`);
       throw new Error(`cannot read MutatingWebhookConfiguration "${name}": ${apiErrorMessage(err)}`);

@@ -44,7 +44,7 @@ const HELP: OptionSpec = { short: '-h', long: '--help', description: 'display he
 
 function commandSpecs(program: Command): { commands: CommandSpec[]; global: OptionSpec[] } {
   const commands = program.commands.map((c) => {
-    const choices = (c.registeredArguments[0] as Argument | undefined)?.argChoices;
+    const choices = (c.registeredArguments[0])?.argChoices;
     return {
       name: c.name(),
       description: c.description(),

@@ -141,7 +141,7 @@ export function parseWebhookArgs(args: string[]): Partial<MutationFlagValues> | 
     return undefined;
   }
   const values = cmd.opts<Record<string, unknown>>();
-  return Object.fromEntries(Object.keys(values).filter((k) => cmd.getOptionValueSource(k) === 'cli').map((k) => [k, values[k]])) as Partial<MutationFlagValues>;
+  return Object.fromEntries(Object.keys(values).filter((k) => cmd.getOptionValueSource(k) === 'cli').map((k) => [k, values[k]]));
 }
 
 /**

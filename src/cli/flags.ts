@@ -4,7 +4,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { type KubeConnection, type KubeConnectionFlags, KubeConfigError, loadKubeConfig } from '../kube/client.js';
 import { DEFAULT_MUTATION_OPTIONS as D, MIN_TOKEN_EXPIRATION, type MutationOptions, ROLE_SESSION_NAME_POD_NAME, type RoleSessionNameMode } from '../config.js';
-import { parseGoBool, parseGoInt } from '../mutation/values.js';
+import { parseGoBool, parseGoInt } from '../settings/values.js';
 
 /** Thrown for bad input the user can fix; the CLI prints its message and exits 2. */
 export class UsageError extends Error {}

@@ -115,8 +115,8 @@ export function readObjectStream(flag: string, path: string): ObjectStream {
       (obj['items'] as unknown[]).forEach((item, i) => {
         const where = single ? ` (item ${i + 1})` : ` (document ${d + 1}, item ${i + 1})`;
         if (!isObject(item) || typeof item['kind'] !== 'string') throw new UsageError(`${flag} ${path}${where}: expected a Kubernetes object with a "kind"`);
-        checkAnnotations(flag, path, item as KubeObject, where);
-        objects.push({ object: item as KubeObject, doc: d, item: i, pointer: `/items/${i}`, where });
+        checkAnnotations(flag, path, item, where);
+        objects.push({ object: item, doc: d, item: i, pointer: `/items/${i}`, where });
       });
       return;
     }

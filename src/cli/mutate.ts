@@ -9,9 +9,9 @@ import { Command, Option } from 'commander';
 import jsonpatch from 'fast-json-patch';
 import type { V1Pod } from '@kubernetes/client-node';
 import { CONFIG_MAP_NAME, type MutationOptions } from '../config.js';
-import { type ConfigMapIdentities, parseConfigMapConfig } from '../identity/config-map.js';
-import { parseContainerCredentialsConfig } from '../identity/container-credentials.js';
-import { parseServiceAccountAnnotations } from '../identity/service-account.js';
+import { type ConfigMapIdentities, parseConfigMapConfig } from '../settings/config-map.js';
+import { parseContainerCredentialsConfig } from '../settings/container-credentials.js';
+import { parseServiceAccountAnnotations } from '../settings/service-account.js';
 import { mutateEphemeral, mutatePod, serviceAccountNameOf } from '../mutation/index.js';
 import type { PatchOperation } from '../mutation/patch.js';
 import { addMutationFlags, type MutationFlagValues, mutationOptionsFromFlags, namespaceFlag, UsageError } from './flags.js';
@@ -78,7 +78,7 @@ function targetOf(stream: ObjectStream, located: Located, defaultNamespace: stri
   const t = template as Record<string, unknown>;
   // The template's metadata and spec are what the pod gets; the engine only reads those.
   const pod: V1Pod = kind === 'Pod'
-    ? (obj as V1Pod)
+    ? (obj)
     : ({ apiVersion: 'v1', kind: 'Pod', ...(t['metadata'] !== undefined ? { metadata: t['metadata'] } : {}), spec } as unknown as V1Pod);
   const prefix = located.pointer + path.map((k) => `/${k}`).join('');
   return { located, label, namespace, pod, prefix };

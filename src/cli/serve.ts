@@ -6,11 +6,10 @@ import { createLogger, LOG_FORMATS, type LogFormat } from '../server/log.js';
 import { SERVER_DEFAULTS as S } from '../config.js';
 import {
   ACCOUNT_ID,
-  compositionFromInstanceMetadata,
-  instanceMetadataEndpoint,
   PARTITION,
   type RoleArnComposition,
-} from '../identity/role-arn.js';
+} from '../settings/role-arn.js';
+import { compositionFromInstanceMetadata, instanceMetadataEndpoint } from '../identity/instance-metadata.js';
 import { StartupError, startWebhookServer, type WebhookServerOptions } from '../server/serve.js';
 import { cipherList, tlsMinVersion } from '../tls/serving.js';
 import {
@@ -195,6 +194,14 @@ async function runServe(f: ServeFlags, cmd: Command): Promise<void> {
   // before exit.
   const destination = pino.destination({ sync: false, minLength: 4096, periodicFlush: 1000 });
   const logger = createLogger({ level: f.logLevel, format: f.logFormat, destination });
+  // Log lines are buffered: a crash must not lose the ones that explain it.
+  const fatal = (err: unknown, what: string): void => {
+    logger.fatal({ err }, what);
+    destination.flushSync();
+    process.exit(1);
+  };
+  process.once('uncaughtException', (err) => fatal(err, 'uncaught exception'));
+  process.once('unhandledRejection', (err) => fatal(err, 'unhandled promise rejection'));
   const options = serveOptionsFromFlags(f, (m) => logger.warn(m));
   const kubeConfig = kubeConfigFromFlags(f);
   const roleArnComposition = await roleArnCompositionFromFlags(f, cmd.getOptionValueSource('awsPartition') === 'cli');

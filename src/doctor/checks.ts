@@ -7,7 +7,7 @@ import type { V1MutatingWebhook, V1MutatingWebhookConfiguration, V1Pod } from '@
 import { isIP } from 'node:net';
 import jsonpatch from 'fast-json-patch';
 import { ANNOTATION, DEFAULT_MUTATION_OPTIONS, type MutationOptions } from '../config.js';
-import { parseServiceAccountAnnotations, type ServiceAccountSettings } from '../identity/service-account.js';
+import { parseServiceAccountAnnotations, type ServiceAccountSettings } from '../settings/service-account.js';
 import { mutatePod } from '../mutation/index.js';
 import { issuerProblem } from '../oidc/keys.js';
 import { formatDate } from '../tls/certificates.js';

@@ -158,7 +158,7 @@ function parseJson(text: string): unknown {
  * A trust policy from its JSON text or parsed value. Also accepts what
  * `aws iam get-role` prints ({"Role": {"AssumeRolePolicyDocument": …}}).
  */
-export function parseTrustPolicy(input: string | unknown): TrustPolicy {
+export function parseTrustPolicy(input: unknown): TrustPolicy {
   let doc: unknown = typeof input === 'string' ? parseJson(input) : input;
   if (isObject(doc) && isObject(doc['Role'])) doc = doc['Role'];
   if (isObject(doc) && doc['AssumeRolePolicyDocument'] !== undefined) {
@@ -388,7 +388,7 @@ function evaluateStatement(st: Statement, req: WebIdentityRequest): StatementRes
 }
 
 /** IAM's decision for `sts:AssumeRoleWithWebIdentity`: a matching Deny wins, then any matching Allow. */
-export function evaluateTrustPolicy(policy: TrustPolicy | string | unknown, req: WebIdentityRequest): TrustPolicyResult {
+export function evaluateTrustPolicy(policy: unknown, req: WebIdentityRequest): TrustPolicyResult {
   const parsed = isObject(policy) && Array.isArray(policy['statements']) ? (policy as unknown as TrustPolicy) : parseTrustPolicy(policy);
   const results = parsed.statements.map((st) => evaluateStatement(st, req));
   const checks = results.flatMap((r) => r.checks);

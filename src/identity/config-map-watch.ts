@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { CONFIG_MAP_NAME } from '../config.js';
 import type { KubeConnection } from '../kube/client.js';
 import { type ReflectorEvents, type ReflectorTuning, createReflector } from '../kube/reflector.js';
-import { type ConfigMapIdentities, EMPTY_CONFIG_MAP, parseConfigMapConfig } from './config-map.js';
+import { type ConfigMapIdentities, EMPTY_CONFIG_MAP, parseConfigMapConfig } from '../settings/config-map.js';
 
 export interface ConfigMapObject {
   metadata?: { name?: string; namespace?: string; resourceVersion?: string };

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { type FileWatch, watchFiles } from '../files/watch.js';
-import { type ContainerCredentialsIdentities, parseContainerCredentialsConfig } from './container-credentials.js';
+import { type ContainerCredentialsIdentities, parseContainerCredentialsConfig } from '../settings/container-credentials.js';
 
 export interface ContainerCredentialsFile {
   current(): ContainerCredentialsIdentities;

@@ -9,8 +9,8 @@ import { SERVER_DEFAULTS } from '../config.js';
 import { type ReflectorEvents, type ReflectorTuning, type ReflectorHandlers, createReflector } from '../kube/reflector.js';
 import type { KubeConnection } from '../kube/client.js';
 import { KubeApiError, kubeRequest } from '../kube/request.js';
-import { NO_SETTINGS, type ServiceAccountSettings, parseServiceAccountAnnotations } from './service-account.js';
-import type { RoleArnComposition } from './role-arn.js';
+import { NO_SETTINGS, type ServiceAccountSettings, parseServiceAccountAnnotations } from '../settings/service-account.js';
+import type { RoleArnComposition } from '../settings/role-arn.js';
 
 /** The fields of a ServiceAccount read here; the rest of the JSON is dropped with the event. */
 export interface ServiceAccountObject {
@@ -36,8 +36,6 @@ export interface ServiceAccountStore {
   annotated(): Array<[string, ServiceAccountSettings]>;
   /** Calls `listener` on every upsert (settings) or removal (undefined) of the key until the returned function is called. */
   listen(namespace: string, name: string, listener: Listener): () => void;
-  /** Resolves with the settings once the key is present, or undefined after timeoutMs. */
-  waitFor(namespace: string, name: string, timeoutMs: number): Promise<ServiceAccountSettings | undefined>;
 }
 
 const keyOf = (namespace: string, name: string): string => `${namespace}/${name}`;
@@ -103,22 +101,6 @@ export function createServiceAccountStore(annotationPrefix: string, composition?
         if (set.size === 0 && listeners.get(key) === set) listeners.delete(key);
       };
     },
-    waitFor(namespace, name, timeoutMs) {
-      const present = store.get(namespace, name);
-      if (present) return Promise.resolve(present);
-      return new Promise((resolve) => {
-        const timer = setTimeout(() => {
-          unlisten();
-          resolve(undefined);
-        }, timeoutMs);
-        const unlisten = store.listen(namespace, name, (settings) => {
-          if (!settings) return;
-          clearTimeout(timer);
-          unlisten();
-          resolve(settings);
-        });
-      });
-    },
   };
   return store;
 }
@@ -156,7 +138,6 @@ export interface ServiceAccountCache {
   annotated(): Array<[string, ServiceAccountSettings]>;
   /** get(), or on a miss the first of the watch and a direct GET, within the grace period. */
   lookup(namespace: string, name: string): Promise<LookupResult>;
-  waitFor(namespace: string, name: string, timeoutMs: number): Promise<ServiceAccountSettings | undefined>;
 }
 
 type FetchResult =
@@ -306,10 +287,9 @@ export function createServiceAccountCache(options: ServiceAccountCacheOptions): 
     },
     hasSynced: () => reflector.hasSynced(),
     waitForSync: () => reflector.waitForSync(),
-    get: store.get,
-    size: store.size,
-    annotated: store.annotated,
+    get: (namespace, name) => store.get(namespace, name),
+    size: () => store.size(),
+    annotated: () => store.annotated(),
     lookup,
-    waitFor: store.waitFor,
   };
 }

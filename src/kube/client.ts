@@ -151,7 +151,7 @@ function parseExec(o: Obj, where: string, resolveCommand: (c: string) => string)
   return {
     apiVersion: str(o, 'apiVersion', where) ?? '',
     command: resolveCommand(command),
-    args: args as string[],
+    args: args,
     env: (env as Obj[]).map((e) => ({ name: e['name'] as string, value: e['value'] as string })),
     installHint: str(o, 'installHint', where),
     provideClusterInfo: o['provideClusterInfo'] === true,
@@ -198,7 +198,7 @@ export function parseKubeconfig(text: string, path: string): KubeConfigData {
       password: str(body, 'password', where),
       // kubectl resolves a command with a path separator against the file's directory; a bare name is looked up in PATH.
       exec: isObj(exec) ? parseExec(exec, where, (c) => (c.includes('/') ? (file(c) as string) : c)) : undefined,
-      authProvider: isObj(provider) ? String(provider['name'] ?? 'unnamed') : undefined,
+      authProvider: isObj(provider) ? (typeof provider['name'] === 'string' ? provider['name'] : 'unnamed') : undefined,
       impersonate: str(body, 'as', where),
       impersonateUid: str(body, 'as-uid', where),
       impersonateGroups: Array.isArray(groups) ? groups.map(String) : undefined,

@@ -71,7 +71,7 @@ export function runExecPlugin(exec: ExecConfig, cluster: KubeCluster, server: st
   return new Promise((resolve, reject) => {
     execFile(exec.command, exec.args, { env, timeout: EXEC_TIMEOUT_MS, maxBuffer: EXEC_MAX_OUTPUT, encoding: 'utf8' }, (err, stdout, stderr) => {
       if (err) {
-        const e = err as NodeJS.ErrnoException & { killed?: boolean };
+        const e = err as Error & { code?: string | number; killed?: boolean };
         if (e.code === 'ENOENT') return reject(new CredentialError(`${name}: not found${exec.installHint ? ` (${exec.installHint.trim()})` : ''}`));
         if (e.killed) return reject(new CredentialError(`${name}: no answer within ${EXEC_TIMEOUT_MS / 1000} s`));
         const said = stderr.trim().split('\n').pop()?.slice(0, 300);
@@ -97,7 +97,7 @@ export function parseExecCredential(text: string, apiVersion: string): ExecResul
   if (o.kind !== 'ExecCredential') throw new Error(`its output has kind ${JSON.stringify(o.kind)}, not ExecCredential`);
   if (o.apiVersion !== apiVersion) throw new Error(`its output has apiVersion ${JSON.stringify(o.apiVersion)}, not ${apiVersion}`);
   const status = (o.status ?? {}) as Record<string, unknown>;
-  const text_ = (k: string): string | undefined => (typeof status[k] === 'string' && status[k] !== '' ? (status[k] as string) : undefined);
+  const text_ = (k: string): string | undefined => (typeof status[k] === 'string' && status[k] !== '' ? (status[k]) : undefined);
   const token = text_('token');
   const cert = text_('clientCertificateData');
   const key = text_('clientKeyData');

@@ -323,7 +323,7 @@ export async function kubeList(conn: KubeConnection, r: KubeRequest, onItem: (it
     });
     const envelope = splitter.end();
     if (envelope === null || typeof envelope !== 'object') throw new SyntaxError(`GET ${r.path}: not a list`);
-    return envelope as { metadata?: { resourceVersion?: string; continue?: string } };
+    return envelope;
   } catch (err) {
     if (controller.signal.aborted && controller.signal.reason instanceof Error) throw controller.signal.reason;
     if (err instanceof Error && !(err instanceof KubeApiError) && /ended early|not a list|exceeds/.test(err.message)) throw new SyntaxError(err.message);

@@ -4,14 +4,14 @@ import type { MutationOptions } from '../config.js';
 import { buildEphemeralPatch, buildPodPatch, type PatchOperation } from './patch.js';
 import { decodePod, type PodView } from './pod.js';
 import { type Identity, type IdentitySources, resolveIdentity } from './resolve.js';
-import { warningList } from './warnings.js';
+import { warningList } from '../settings/warnings.js';
 
 export type { Identity, IdentitySources, PatchOperation, PodView };
 export { resolveIdentity } from './resolve.js';
 export { buildEphemeralPatch, buildPodPatch } from './patch.js';
 export { patchJson } from './serialize.js';
 export { decodePod, serviceAccountNameOf } from './pod.js';
-export { boundWarnings, MAX_WARNING_LENGTH, MAX_WARNINGS_LENGTH } from './warnings.js';
+export { boundWarnings, MAX_WARNING_LENGTH, MAX_WARNINGS_LENGTH } from '../settings/warnings.js';
 
 export interface MutationResult {
   patch: PatchOperation[];

@@ -19,11 +19,11 @@ import {
   WEB_IDENTITY_TOKEN_FILE,
   WEB_IDENTITY_VOLUME_NAME,
 } from '../config.js';
-import { parseRoleSessionName, parseTokenExpirationAnnotation } from '../identity/service-account.js';
+import { parseRoleSessionName, parseTokenExpirationAnnotation } from '../settings/service-account.js';
 import type { ContainerView, EnvVarView, PodView } from './pod.js';
 import type { Identity } from './resolve.js';
-import { parseSkipContainers } from './values.js';
-import { quote, warningList, type WarningList } from './warnings.js';
+import { parseSkipContainers } from '../settings/values.js';
+import { quote, warningList, type WarningList } from '../settings/warnings.js';
 
 export type PatchOperation = AddOperation<unknown>;
 
@@ -193,7 +193,7 @@ function podAnnotations(pod: PodView, prefix: string, warnings: WarningList, nam
   if (expiration !== undefined) {
     const found: string[] = [];
     const value = parseTokenExpirationAnnotation(expirationKey, expiration, found);
-    found.forEach(warnings.add);
+    for (const w of found) warnings.add(w);
     if (value !== undefined) result.expiration = value;
   }
   const skip = pod.annotations.get(skipKey);
@@ -207,7 +207,7 @@ function podAnnotations(pod: PodView, prefix: string, warnings: WarningList, nam
   }
   const session = pod.annotations.get(sessionKey);
   if (session !== undefined) {
-    const mode = parseRoleSessionName(sessionKey, session, warnings.add);
+    const mode = parseRoleSessionName(sessionKey, session, (w) => warnings.add(w));
     if (mode) result.roleSessionName = mode;
   }
   return result;

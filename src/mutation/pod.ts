@@ -4,7 +4,7 @@
 // well-typed pods, so such a pod comes from someone probing the webhook).
 // Only own properties are read, so keys like "__proto__" or "constructor" are
 // plain data here, and no value of the wrong type is ever converted to a string.
-import { describeValue, quote } from './warnings.js';
+import { describeValue, quote } from '../settings/warnings.js';
 
 export interface EnvVarView {
   name: string;
@@ -90,7 +90,7 @@ function optObject(o: Obj, key: string, path: string): Obj | undefined {
 function optArray(o: Obj, key: string, path: string): unknown[] | undefined {
   const v = own(o, key);
   if (v === undefined) return undefined;
-  return Array.isArray(v) ? v : fail(`${path}.${key}`, 'a list', v);
+  return Array.isArray(v) ? (v as unknown[]) : fail(`${path}.${key}`, 'a list', v);
 }
 
 function optString(o: Obj, key: string, path: string): string | undefined {

@@ -1,9 +1,9 @@
 // Which identity a pod's ServiceAccount gives it, from what is known about
 // that ServiceAccount. Pure: the caller gathers the sources.
 import type { MutationOptions, RoleSessionNameMode } from '../config.js';
-import { type ConfigMapIdentities, lookupConfigMap } from '../identity/config-map.js';
-import { type ContainerCredentialsIdentities, containerCredentialsKey } from '../identity/container-credentials.js';
-import type { ServiceAccountSettings } from '../identity/service-account.js';
+import { type ConfigMapIdentities, lookupConfigMap } from '../settings/config-map.js';
+import { type ContainerCredentialsIdentities, containerCredentialsKey } from '../settings/container-credentials.js';
+import type { ServiceAccountSettings } from '../settings/service-account.js';
 
 export interface IdentitySources {
   /** The ServiceAccount's parsed annotations; undefined when it was not found. */

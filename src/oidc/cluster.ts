@@ -30,7 +30,7 @@ export async function fetchServedIssuer(kc: KubeConnection): Promise<ServedIssue
   const discovery = await get(kc, '/.well-known/openid-configuration');
   const jwks = await get(kc, '/openid/v1/jwks');
   const keys = jwks['keys'];
-  if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => k && typeof k === 'object' && typeof k.kty === 'string')) {
+  if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k: unknown) => typeof k === 'object' && k !== null && typeof (k as Record<string, unknown>)['kty'] === 'string')) {
     throw new Error('GET /openid/v1/jwks: no keys in the answer');
   }
   return { discovery, jwks: { ...jwks, keys: keys as Jwk[] } };

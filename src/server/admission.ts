@@ -1,9 +1,9 @@
 // AdmissionReview in -> identity lookup -> engine -> AdmissionReview out.
 // Knows nothing of HTTP: the route hands it the parsed body.
 import type { MutationOptions } from '../config.js';
-import type { ConfigMapIdentities } from '../identity/config-map.js';
-import type { ContainerCredentialsIdentities } from '../identity/container-credentials.js';
-import type { ServiceAccountSettings } from '../identity/service-account.js';
+import type { ConfigMapIdentities } from '../settings/config-map.js';
+import type { ContainerCredentialsIdentities } from '../settings/container-credentials.js';
+import type { ServiceAccountSettings } from '../settings/service-account.js';
 import {
   boundWarnings,
   decodePod,
@@ -13,7 +13,7 @@ import {
   patchJson,
   unreadablePodWarning,
 } from '../mutation/index.js';
-import { describeValue } from '../mutation/warnings.js';
+import { describeValue } from '../settings/warnings.js';
 
 import type { LookupOutcome } from '../identity/service-account-cache.js';
 

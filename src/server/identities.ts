@@ -6,7 +6,7 @@ import type { MutationOptions } from '../config.js';
 import { createConfigMapWatch, type ConfigMapWatch } from '../identity/config-map-watch.js';
 import { type ContainerCredentialsFile, watchContainerCredentialsFile } from '../identity/container-credentials-file.js';
 import { createServiceAccountCache } from '../identity/service-account-cache.js';
-import type { RoleArnComposition } from '../identity/role-arn.js';
+import type { RoleArnComposition } from '../settings/role-arn.js';
 import type { ReflectorEvents } from '../kube/reflector.js';
 import type { IdentityProvider } from './admission.js';
 import type { WebhookMetrics } from './metrics.js';

@@ -63,6 +63,10 @@ export function serializeError(err: unknown, depth = 0): LoggedError | string {
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 
+/** A field pino writes as a string or number, shown as it is (anything else as JSON). */
+const text = (value: unknown): string =>
+  typeof value === 'string' ? value : value === undefined ? '' : typeof value === 'number' ? String(value) : JSON.stringify(value);
+
 function textValue(value: unknown): string {
   if (typeof value === 'string') return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value);
@@ -81,9 +85,10 @@ export function textLine(json: string): string {
   } catch {
     return json;
   }
-  const { time, level, msg, service: _service, err, ...rest } = entry;
-  const label = typeof level === 'number' ? LEVELS[level] ?? String(level) : String(level ?? '').toUpperCase();
-  const parts = [String(time ?? ''), label.padEnd(5), String(msg ?? '')];
+  const { time, level, msg, err, ...rest } = entry;
+  delete rest['service'];
+  const label = typeof level === 'number' ? LEVELS[level] ?? String(level) : text(level).toUpperCase();
+  const parts = [text(time), label.padEnd(5), text(msg)];
   if (err !== undefined) {
     if (typeof err === 'object' && err !== null) {
       const e = err as LoggedError;

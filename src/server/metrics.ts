@@ -2,7 +2,8 @@
 // several servers in one process do not collide.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-export type AdmissionOutcome = 'mutated' | 'unchanged' | 'ignored' | 'bad_request';
+/** bad_request: a 4xx for the request itself; forbidden: no trusted client certificate; error: a 5xx (a bug). */
+export type AdmissionOutcome = 'mutated' | 'unchanged' | 'ignored' | 'bad_request' | 'forbidden' | 'error';
 
 export interface WebhookMetrics {
   registry: Registry;

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { KubeConnection } from '../kube/client.js';
 import type { MutationOptions } from '../config.js';
 import { type FileWatch, watchFiles } from '../files/watch.js';
-import type { RoleArnComposition } from '../identity/role-arn.js';
+import type { RoleArnComposition } from '../settings/role-arn.js';
 import { type ClientVerdict, peerChain, verifyClientChain } from '../tls/client-auth.js';
 import { servingMaterial } from '../tls/serving.js';
 import { buildWebhookApp, type ConnectionLimits, DEFAULT_LIMITS, type Readiness, type WebhookApp } from './app.js';
@@ -194,7 +194,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     return reply.code(503).type('text/plain').send(`not ready: ${r.reasons.join('; ')}\n`);
   });
   if (o.debuggingHandlers) {
-    metricsApp.get('/debug/alpha/cache', async () => identities.debugSnapshot());
+    metricsApp.get('/debug/alpha/cache', () => Promise.resolve(identities.debugSnapshot()));
   }
 
   try {

@@ -1,6 +1,6 @@
 // An identity runtime with fixed contents, for server tests without a cluster.
-import type { ConfigMapIdentities } from '../../src/identity/config-map.js';
-import { parseServiceAccountAnnotations, type ServiceAccountSettings } from '../../src/identity/service-account.js';
+import type { ConfigMapIdentities } from '../../src/settings/config-map.js';
+import { parseServiceAccountAnnotations, type ServiceAccountSettings } from '../../src/settings/service-account.js';
 import type { ServiceAccountLookup } from '../../src/server/admission.js';
 import type { IdentityRuntime } from '../../src/server/identities.js';
 

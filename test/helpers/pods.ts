@@ -1,7 +1,7 @@
 // Small builders for pods and engine inputs used across the tests.
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { DEFAULT_MUTATION_OPTIONS, type MutationOptions } from '../../src/config.js';
-import { parseServiceAccountAnnotations } from '../../src/identity/service-account.js';
+import { parseServiceAccountAnnotations } from '../../src/settings/service-account.js';
 import type { IdentitySources } from '../../src/mutation/index.js';
 
 export const ROLE = 'arn:aws:iam::111122223333:role/s3-reader';

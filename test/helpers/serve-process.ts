@@ -11,7 +11,7 @@ import { SERVE_COMMAND } from './serve-command.js';
 import { type WaitOptions, waitUntil } from './wait.js';
 
 export interface LogLine {
-  level?: number;
+  level?: number | string;
   msg?: string;
   [key: string]: unknown;
 }
@@ -41,6 +41,8 @@ export interface ServeProcessOptions {
   /** Flags after SERVE_COMMAND; --port, --metrics-port and --bind-address are added unless given. */
   args: string[];
   cwd?: string;
+  /** Added to this process's environment. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -54,7 +56,7 @@ export async function startServeProcess(o: ServeProcessOptions): Promise<ServePr
   if (!args.includes('--metrics-port')) args.push('--metrics-port', '0');
   if (!args.includes('--bind-address')) args.push('--bind-address', '127.0.0.1');
   const [cmd, ...rest] = SERVE_COMMAND;
-  const child = spawnTied(cmd, [...rest, ...args], { cwd: o.cwd ?? process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnTied(cmd, [...rest, ...args], { cwd: o.cwd ?? process.cwd(), env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   let stderr = '';
   let partial = '';

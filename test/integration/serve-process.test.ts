@@ -451,3 +451,26 @@ t.test('bad serve flags: exit 2 with one line on stderr', async (t) => {
     }),
   );
 });
+
+t.test('a crash is logged as fatal with its error, and exits 1', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'piw-crash-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // Stands in for a bug: SIGUSR2 throws inside the running server.
+  const bug = join(dir, 'bug.mjs');
+  writeFileSync(bug, "process.on('SIGUSR2', () => { throw new Error('a bug for the test'); });\n");
+  const fake = await startFakeApiServer();
+  t.teardown(() => fake.close());
+  const server = await startServeProcess({
+    args: ['--kubeconfig', fake.kubeconfigPath, '--tls-cert', serving.certFile, '--tls-key', serving.keyFile],
+    env: { NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} --import=${bug}` },
+  });
+  t.teardown(() => server.stop());
+  server.child.kill('SIGUSR2');
+  const exit = await server.exited;
+  t.equal(exit.code, 1, 'exit code 1');
+  // The exit event can come before the last output is read.
+  await new Promise((resolve) => (server.child.stdout?.readableEnded ? resolve(undefined) : server.child.stdout?.once('end', resolve)));
+  const fatal = server.logs.find((l) => l.level === 'fatal');
+  t.equal(fatal?.msg, 'uncaught exception');
+  t.equal((fatal?.['err'] as { message?: string } | undefined)?.message, 'a bug for the test', 'with the error');
+});

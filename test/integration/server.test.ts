@@ -291,6 +291,9 @@ t.test('--client-ca: only clients with a certificate from that CA may call /muta
   t.equal((await send(server.port, 'GET', '/healthz', { agent: wrongCa })).status, 200);
   t.equal((await send(server.port, 'POST', '/mutate', { agent: wrongCa, body: review(pod([{ name: 'c' }])) })).status, 403, 'a certificate from another CA is refused');
   t.equal((await send(server.port, 'POST', '/mutate', { agent: withCert, body: review(pod([{ name: 'c' }])) })).status, 200);
+  const metrics = (await httpGet(server.metricsPort, '/metrics')).body;
+  t.match(metrics, /pod_identity_webhook_admission_requests_total\{outcome="forbidden"\} 2\n/, 'refusals are counted as forbidden');
+  t.notMatch(metrics, /outcome="bad_request"/, 'not as bad requests');
 });
 
 t.test('shutdown: readiness goes false and in-flight requests finish', async (t) => {

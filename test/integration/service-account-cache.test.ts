@@ -9,7 +9,7 @@ import {
   createServiceAccountCache,
   createServiceAccountStore,
 } from '../../src/identity/service-account-cache.js';
-import { NO_SETTINGS } from '../../src/identity/service-account.js';
+import { NO_SETTINGS } from '../../src/settings/service-account.js';
 import { type FakeApiServer, startFakeApiServer, until } from '../helpers/fake-apiserver.js';
 
 const logger = pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
@@ -91,11 +91,6 @@ t.test('the store keeps parsed settings only, and a relist drops what it did not
   t.equal(store.size(), 1);
   store.set('c', 'from-api', NO_SETTINGS);
   t.equal(store.get('c', 'from-api'), NO_SETTINGS, 'outside a relist, a GET result is stored');
-
-  const waiting = store.waitFor('d', 'later', 10_000);
-  store.handlers.upsert(sa('d', 'later', roleAnnotation()));
-  t.equal((await waiting)?.roleArn, ROLE);
-  t.equal(await store.waitFor('d', 'never', 10), undefined, 'waitFor times out with undefined');
 });
 
 t.test('syncs all ServiceAccounts and follows the watch', async (t) => {

@@ -8,7 +8,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_MUTATION_OPTIONS } from '../../src/config.js';
-import { parseConfigMapConfig } from '../../src/identity/config-map.js';
+import { parseConfigMapConfig } from '../../src/settings/config-map.js';
 import { BadReviewError, reviewAdmission, type ReviewOutcome } from '../../src/server/admission.js';
 import { answerProblem, hostile, ROLE, reviewArbitrary } from '../helpers/hostile.js';
 import { staticIdentities } from '../helpers/identities.js';

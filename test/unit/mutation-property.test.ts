@@ -4,7 +4,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import jsonpatch from 'fast-json-patch';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { parseServiceAccountAnnotations } from '../../src/identity/service-account.js';
+import { parseServiceAccountAnnotations } from '../../src/settings/service-account.js';
 import { mutatePod, patchJson, type IdentitySources } from '../../src/mutation/index.js';
 import { options } from '../helpers/pods.js';
 

@@ -6,7 +6,7 @@ import jsonpatch from 'fast-json-patch';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { mutatePod, type MutationResult } from '../../src/mutation/index.js';
 import type { IdentitySources } from '../../src/mutation/index.js';
-import { isWellFormedRoleArn } from '../../src/mutation/values.js';
+import { isWellFormedRoleArn } from '../../src/settings/values.js';
 import { ROLE, options, pod, saSources } from '../helpers/pods.js';
 
 const TOKEN_FILE = '/var/run/secrets/eks.amazonaws.com/serviceaccount/token';

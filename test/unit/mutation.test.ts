@@ -3,7 +3,7 @@ import jsonpatch from 'fast-json-patch';
 import type { V1Pod } from '@kubernetes/client-node';
 import { mutatePod, type MutationResult } from '../../src/mutation/index.js';
 import type { IdentitySources } from '../../src/mutation/index.js';
-import { parseConfigMapConfig } from '../../src/identity/config-map.js';
+import { parseConfigMapConfig } from '../../src/settings/config-map.js';
 import { ROLE, options, pod, saSources } from '../helpers/pods.js';
 
 const TOKEN_FILE = '/var/run/secrets/eks.amazonaws.com/serviceaccount/token';

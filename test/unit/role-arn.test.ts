@@ -4,13 +4,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
-import {
-  composeRoleArn,
-  compositionFromInstanceMetadata,
-  instanceMetadataEndpoint,
-  partitionOfRegion,
-} from '../../src/identity/role-arn.js';
-import { parseServiceAccountAnnotations } from '../../src/identity/service-account.js';
+import { composeRoleArn, partitionOfRegion } from '../../src/settings/role-arn.js';
+import { compositionFromInstanceMetadata, instanceMetadataEndpoint } from '../../src/identity/instance-metadata.js';
+import { parseServiceAccountAnnotations } from '../../src/settings/service-account.js';
 import { roleArnCompositionFromFlags } from '../../src/cli/serve.js';
 import { CommandError, UsageError } from '../../src/cli/flags.js';
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { isWellFormedRoleArn, parseGoBool, parseGoInt, parseSkipContainers } from '../../src/mutation/values.js';
+import { isWellFormedRoleArn, parseGoBool, parseGoInt, parseSkipContainers } from '../../src/settings/values.js';
 
 t.test('parseGoBool accepts exactly Go spellings', async (t) => {
   for (const s of ['1', 't', 'T', 'TRUE', 'true', 'True']) t.equal(parseGoBool(s), true, s);

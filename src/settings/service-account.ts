@@ -1,8 +1,8 @@
 // A ServiceAccount reduced to what the engine needs, parsed once when it is
 // read (from the cache or a file), so admission never re-parses annotations.
 import { ANNOTATION, MIN_TOKEN_EXPIRATION, ROLE_SESSION_NAME_POD_NAME, type RoleSessionNameMode } from '../config.js';
-import { isWellFormedRoleArn, parseGoBool, parseGoInt } from '../mutation/values.js';
-import { quote } from '../mutation/warnings.js';
+import { isWellFormedRoleArn, parseGoBool, parseGoInt } from './values.js';
+import { quote } from './warnings.js';
 import { composeRoleArn, type RoleArnComposition } from './role-arn.js';
 
 export interface ServiceAccountSettings {
@@ -17,7 +17,7 @@ export interface ServiceAccountSettings {
 }
 
 /** Shared by every ServiceAccount without annotations of ours: most of a large cluster. */
-export const NO_SETTINGS: ServiceAccountSettings = Object.freeze({ warnings: Object.freeze([]) as readonly string[] });
+export const NO_SETTINGS: ServiceAccountSettings = Object.freeze({ warnings: Object.freeze([]) });
 
 /** Clamp like the reference webhook: shorter than the minimum means the minimum. */
 export function clampTokenExpiration(seconds: number): number {
