@@ -183,7 +183,8 @@ export function createManagedCertificates(o: ManagedCertificatesOptions): Manage
     },
     events: {
       restart(reason) {
-        if (reason === 'error') problem(`Secret ${o.namespace}/${o.secretName}`, `cannot watch Secret ${o.namespace}/${o.secretName} (needs get, list and watch on it, resourceNames [${o.secretName}])`);
+        // The reflector logs the error itself; this names what the webhook needs.
+        if (reason === 'error') problem(`Secret ${o.namespace}/${o.secretName}`, `cannot list or watch Secret ${o.namespace}/${o.secretName} (it needs get, list and watch on it, resourceNames [${o.secretName}]; the error is logged above)`);
       },
       listed() {
         problem(`Secret ${o.namespace}/${o.secretName}`, undefined);

@@ -41,19 +41,23 @@ interface Replica {
   readyAfterMs: number;
 }
 
-function metricsStatus(port: number, path: string): Promise<number> {
+function metricsGet(port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve) => {
     httpRequest({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', () => resolve(0));
-    }).on('error', () => resolve(0)).end();
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', () => resolve({ status: 0, body }));
+    }).on('error', () => resolve({ status: 0, body: '' })).end();
   });
+}
+async function metricsStatus(port: number, path: string): Promise<number> {
+  return (await metricsGet(port, path)).status;
 }
 
 /** Starts a replica and resolves once its /readyz (on the metrics port: HTTPS has no certificate at first) says ready. */
 /** Every replica's output also goes to a file, named in the test's comments, to read after a failure. */
-async function startReplica(args: string[], port: number, logFile: string): Promise<Replica> {
+async function startReplica(args: string[], port: number, logFile: string, waitReady = true): Promise<Replica> {
   const metricsPort = await freePort();
   const [cmd, ...rest] = SERVE_COMMAND;
   const begun = performance.now();
@@ -66,9 +70,11 @@ async function startReplica(args: string[], port: number, logFile: string): Prom
   child.stdout!.on('data', capture);
   child.stderr!.on('data', capture);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await until('the replica to be ready', async () => ((await metricsStatus(metricsPort, '/readyz')) === 200 ? true : undefined), {
-    giveUpIf: () => exitedReason(child, 'the webhook', () => output),
-  });
+  if (waitReady) {
+    await until('the replica to be ready', async () => ((await metricsStatus(metricsPort, '/readyz')) === 200 ? true : undefined), {
+      giveUpIf: () => exitedReason(child, 'the webhook', () => output),
+    });
+  }
   const readyAfterMs = performance.now() - begun;
   const lines = (msg: string): Record<string, unknown>[] =>
     output
@@ -150,6 +156,28 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
   t.teardown(async () => {
     await Promise.all(replicas.map((r) => r.kill('SIGTERM')));
   });
+
+  await t.test('without its RBAC: a clear error naming the object, and not ready', async (t) => {
+    await core.createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name: 'no-rbac' } } });
+    const bare = await core.createNamespacedServiceAccountToken({ name: 'no-rbac', namespace: NS, body: { spec: { audiences: [], expirationSeconds: 3600 } } });
+    const bareDir = tempDir('piw-managed-bare-');
+    const bareArgs = args.map((a) => (a === kubeconfig ? tokenKubeconfig(cluster.kc, bare.status!.token, bareDir) : a));
+    const r = await startReplica(bareArgs, await freePort(), join(dir, 'replica-no-rbac.log'), false);
+    replicas.push(r);
+    const line = await until('the error about the Lease', () => r.lines(`forbidden to use Lease ${NS}/${NAME}`)[0]);
+    t.equal(line['level'], 'error');
+    t.match(String(line['msg']), /needs get, update and patch on leases, resourceNames \[pod-identity-webhook\]/, 'it names the missing permission');
+    const ready = await until('/readyz to name the problem', async () => {
+      const res = await metricsGet(r.metricsPort, '/readyz');
+      return res.body.includes('forbidden to use Lease') ? res : undefined;
+    });
+    t.equal(ready.status, 503, 'not ready');
+    t.match(ready.body, /no serving certificate loaded/);
+    t.equal((await metricsGet(r.metricsPort, '/healthz')).status, 200, 'alive (liveness on the metrics port)');
+    await r.kill('SIGTERM');
+    const secret = await core.readNamespacedSecret({ name: NAME, namespace: NS });
+    t.notOk(secret.data, 'it wrote nothing');
+  });
   const ports = [await freePort()];
   // The configuration names the first replica's port before it starts: the API server calls it as soon as it is trusted.
   await pointAt(ports[0] as number);
@@ -176,14 +204,18 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
     const lease = await cluster.kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: NAME, namespace: NS });
     t.match(lease.spec?.holderIdentity ?? '', /_[0-9a-f]{8}$/, 'the Lease names its holder');
     // The API server may still be picking up the new bundle: the first pod is retried until accepted, the rest must not fail.
+    let refused = 0;
     const first = await until('the API server to call the webhook', async () => {
       try {
         return await createPod();
       } catch {
+        refused++;
         return undefined;
       }
     });
     t.ok(mutated(first), 'a pod created through the API server got AWS_ROLE_ARN');
+    const at = (msg: string): number => Date.parse(String(leader.lines(msg)[0]?.['time']));
+    t.comment(`first certificate loaded ${at('serving certificate loaded') - at('webhook listening')} ms after listening; pods refused before the API server trusted the new CA: ${refused}`);
   });
 
   await t.test('rotation under a steady stream of pods rejects none', async (t) => {
