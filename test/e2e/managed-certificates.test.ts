@@ -214,6 +214,7 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
       }
     });
     t.ok(mutated(first), 'a pod created through the API server got AWS_ROLE_ARN');
+    await until('the certificate\'s log line', () => (leader.lines('serving certificate loaded').length > 0 ? true : undefined));
     const at = (msg: string): number => Date.parse(String(leader.lines(msg)[0]?.['time']));
     t.comment(`first certificate loaded ${at('serving certificate loaded') - at('webhook listening')} ms after listening; pods refused before the API server trusted the new CA: ${refused}`);
   });
