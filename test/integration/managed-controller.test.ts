@@ -191,3 +191,24 @@ t.test('a second replica follows while the Lease is held, and only serves', asyn
   t.same(fake.state.writes, [], 'a follower writes nothing');
   t.equal((fake.objects['lease']?.['spec'] as { holderIdentity?: string }).holderIdentity, 'someone-else');
 });
+
+t.test('a replica that stops hands the Lease to the other at once, without waiting for it to expire', async (t) => {
+  const fake = await startFake();
+  t.teardown(() => fake.close());
+  const start = (identity: string) => {
+    const { log } = logger();
+    const c = createManagedCertificates({ ...settings, leaseRenewMs: 50, kc: loadKubeConfig({ kubeApi: fake.url }), namespace: NS, logger: log, identity, onServing: () => undefined });
+    c.start();
+    t.teardown(() => c.stop());
+    return c;
+  };
+  const a = start('replica-a');
+  await waitUntil('replica-a to lead', () => (a.isLeader() ? true : undefined));
+  const b = start('replica-b');
+  const reads = fake.state.reads['lease'] ?? 0;
+  await waitUntil('replica-b to read the Lease twice', () => ((fake.state.reads['lease'] ?? 0) >= reads + 4 ? true : undefined));
+  t.notOk(b.isLeader(), 'b follows while a holds the Lease (15s)');
+  await a.stop();
+  await waitUntil('replica-b to take the Lease', () => (b.isLeader() ? true : undefined));
+  t.equal((fake.objects['lease']?.['spec'] as { holderIdentity?: string }).holderIdentity, 'replica-b');
+});
