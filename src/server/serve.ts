@@ -120,6 +120,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     }
   };
   const managed = o.managedCertificates;
+  if (managed && !o.kubeConfig) throw new StartupError('--manage-certificates needs access to the API server');
   // Managed: the certificate arrives from the Secret; only the client CA is a file.
   const tlsFiles = managed
     ? (o.tls.clientCaFile ? [o.tls.clientCaFile] : [])
@@ -203,8 +204,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     (err) => logger.error({ err: err.message }, 'cannot read the serving certificate'),
     o.filePollMs === undefined ? {} : { pollMs: o.filePollMs },
   );
-  if (managed) {
-    if (!o.kubeConfig) throw new StartupError('--manage-certificates needs access to the API server');
+  if (managed && o.kubeConfig) {
     // Loaded only in this mode: the certificate code costs the file mode nothing.
     const { createManagedCertificates } = await import('../certificates/controller.js');
     certificates = createManagedCertificates({

@@ -269,5 +269,12 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
     const lease = await cluster.kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: NAME, namespace: NS });
     t.ok(lease.spec?.leaseTransitions && lease.spec.leaseTransitions >= 1, 'the Lease records the transition');
     t.ok(follower.lines('acquired the certificate Lease')[0]?.['previousHolder'], 'taken over from the killed holder');
+
+    // An upgrade or a hand edit that drops the caBundle: the holder writes it again.
+    const r = kubectl(cluster.kubeconfig, ['patch', 'mutatingwebhookconfiguration', NAME, '--type=json', '-p', JSON.stringify([{ op: 'remove', path: '/webhooks/0/clientConfig/caBundle' }])]);
+    t.equal(r.status, 0, `caBundle removed: ${r.stderr}`);
+    const restored = await until('the caBundle to be written again', async () => (await admission.readMutatingWebhookConfiguration({ name: NAME })).webhooks?.[0]?.clientConfig.caBundle);
+    const secret = await core.readNamespacedSecret({ name: NAME, namespace: NS });
+    t.equal(new X509Certificate(Buffer.from(restored, 'base64')).fingerprint256, new X509Certificate(Buffer.from(secret.data!['ca.crt']!, 'base64')).fingerprint256, 'the CA is back in the caBundle');
   });
 }
