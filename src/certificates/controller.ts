@@ -51,6 +51,8 @@ export interface ManagedCertificatesOptions extends ManagedCertificateSettings {
   onServing(cert: string, key: string): void;
   /** Unique among the replicas; defaults to the host (pod) name plus a random suffix. */
   identity?: string;
+  /** For metrics: a step the leader carried out; whether this replica holds the Lease (after every attempt). */
+  events?: { step?(step: RotationStep['step']): void; leader?(held: boolean): void } | undefined;
 }
 
 export interface ManagedCertificates {
@@ -195,6 +197,7 @@ export function createManagedCertificates(o: ManagedCertificatesOptions): Manage
   // ------------------------------------------------------------- Lease ---
 
   const scheduleLease = (ms: number): void => {
+    o.events?.leader?.(isLeader());
     if (stopped) return;
     clearTimeout(leaseTimer);
     leaseTimer = setTimeout(() => void leaseTick(), ms);
@@ -387,6 +390,7 @@ export function createManagedCertificates(o: ManagedCertificatesOptions): Manage
         break;
     }
     log.info({ step: step.step, reason: step.reason }, 'certificate step done');
+    o.events?.step?.(step.step);
     return true;
   };
 
@@ -404,6 +408,7 @@ export function createManagedCertificates(o: ManagedCertificatesOptions): Manage
           if (isStatus(err, 403)) problem(key, `forbidden to read MutatingWebhookConfiguration ${o.webhookConfigurationName} (needs get and update on it, resourceNames [${o.webhookConfigurationName}])`);
           throw err;
         }
+        problem(`MutatingWebhookConfiguration ${o.webhookConfigurationName}`, undefined);
         const m = decodeSecret({ data: secret?.data ?? {} });
         const bundle = m.caCert ? composeBundle(m.caCert, m.previousCaCert) : '';
         const state = inspectMaterial(m, secret?.metadata?.annotations, names, bundle !== '' && bundleWritten(mwc.webhooks ?? [], bundle));
@@ -447,6 +452,7 @@ export function createManagedCertificates(o: ManagedCertificatesOptions): Manage
       abort.abort();
       await Promise.allSettled([reflector.stop(), running]);
       await releaseLease();
+      o.events?.leader?.(false);
     },
     isLeader,
     problems: () => [...problems.values()],

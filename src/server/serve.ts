@@ -212,6 +212,10 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
       kc: o.kubeConfig,
       namespace: o.namespace,
       logger,
+      events: {
+        step: (step) => metrics.certificateSteps.inc({ step }),
+        leader: (held) => metrics.certificateLeader.set(held ? 1 : 0),
+      },
       onServing: (cert, key) => {
         managedPair = [cert, key];
         applyTls([cert, key, ...(clientCaContents ?? [])]);

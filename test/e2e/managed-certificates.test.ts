@@ -239,6 +239,9 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
     const mwc = await admission.readMutatingWebhookConfiguration({ name: NAME });
     const secret = await core.readNamespacedSecret({ name: NAME, namespace: NS });
     t.notOk(secret.data?.['ca-previous.crt'], 'the previous CA is gone from the Secret');
+    const metrics = (await metricsGet(leader.metricsPort, '/metrics')).body;
+    t.match(metrics, /^pod_identity_webhook_certificate_leader 1$/m, 'metrics: this replica leads');
+    t.match(metrics, /^pod_identity_webhook_certificate_steps_total\{step="drop-previous-ca"\} [1-9]/m, 'metrics: the steps are counted');
     const bundle = Buffer.from(mwc.webhooks?.[0]?.clientConfig.caBundle ?? '', 'base64').toString();
     const blocks = bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
     t.equal(blocks.length, 1, 'the bundle holds one CA');
@@ -251,6 +254,7 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
     replicas.push(follower);
     await until('the second replica to log its certificate', () => (follower.lines('serving certificate loaded').length > 0 ? true : undefined));
     t.equal(follower.lines('acquired the certificate Lease').length, 0, 'the second replica follows');
+    t.match((await metricsGet(follower.metricsPort, '/metrics')).body, /^pod_identity_webhook_certificate_leader 0$/m, 'metrics: it does not lead');
     await pointAt(port);
     let finished = false;
     const stream = podStream(() => finished);
@@ -269,6 +273,7 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
     const lease = await cluster.kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: NAME, namespace: NS });
     t.ok(lease.spec?.leaseTransitions && lease.spec.leaseTransitions >= 1, 'the Lease records the transition');
     t.ok(follower.lines('acquired the certificate Lease')[0]?.['previousHolder'], 'taken over from the killed holder');
+    t.match((await metricsGet(follower.metricsPort, '/metrics')).body, /^pod_identity_webhook_certificate_leader 1$/m, 'metrics: now it leads');
 
     // An upgrade or a hand edit that drops the caBundle: the holder writes it again.
     const r = kubectl(cluster.kubeconfig, ['patch', 'mutatingwebhookconfiguration', NAME, '--type=json', '-p', JSON.stringify([{ op: 'remove', path: '/webhooks/0/clientConfig/caBundle' }])]);
