@@ -136,6 +136,10 @@ export const CERT_DEFAULTS = Object.freeze({
 
 /** Defaults of `serve --manage-certificates` (the Secret name is --tls-secret's). */
 export const MANAGED_CERT_DEFAULTS = Object.freeze({
+  /** --tls-secret, as the reference names it. */
+  secretName: 'pod-identity-webhook',
+  /** --service-name: the certificate's DNS names. */
+  serviceName: 'pod-identity-webhook',
   leaseName: 'pod-identity-webhook',
   webhookConfigurationName: 'pod-identity-webhook',
   caLifetimeMs: 43_800 * 3_600_000,

@@ -1,7 +1,7 @@
 // Reads the managed Secret's data into the facts the rotation decisions need.
 // The Secret is input like any other: whatever does not parse counts as absent.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { keyMatchesCertificate, serviceDnsNames } from '../tls/certificates.js';
+import { canonicalIp, keyMatchesCertificate, readCertificateInfo, serviceDnsNames } from '../tls/certificates.js';
 import { type RotationState, SECRET_ANNOTATIONS, SECRET_KEYS, type Validity } from './rotation.js';
 
 export interface SecretView {
@@ -54,11 +54,25 @@ function date(text: string | undefined): Date | undefined {
   return d && !Number.isNaN(d.getTime()) ? d : undefined;
 }
 
+/** The Service, and any other names the serving certificate must hold (a webhook reached by URL). */
+export interface ServingNames {
+  name: string;
+  namespace: string;
+  extraDnsNames?: readonly string[] | undefined;
+  ipAddresses?: readonly string[] | undefined;
+}
+
+/** Every DNS name the serving certificate holds: the Service's four spellings, then the extra ones. */
+export function servingDnsNames(service: ServingNames): string[] {
+  const all = [service.name, `${service.name}.${service.namespace}`, ...serviceDnsNames(service.name, service.namespace), ...(service.extraDnsNames ?? [])];
+  return [...new Set(all)];
+}
+
 /** The state nextStep() decides on. `bundleWritten` comes from the webhook configuration. */
 export function inspectMaterial(
   m: ManagedMaterial,
   annotations: Record<string, string> | undefined,
-  service: { name: string; namespace: string },
+  service: ServingNames,
   bundleWritten: boolean,
 ): RotationState {
   const state: RotationState = { bundleWritten };
@@ -74,13 +88,19 @@ export function inspectMaterial(
   if (previous?.ca) state.previousCa = validity(previous);
   const cert = parse(m.cert);
   if (cert && m.key && m.cert && keyMatchesCertificate(m.key, m.cert)) {
-    const names = new Set((cert.subjectAltName ?? '').split(', ').filter((n) => n.startsWith('DNS:')).map((n) => n.slice(4)));
-    const want = [service.name, `${service.name}.${service.namespace}`, ...serviceDnsNames(service.name, service.namespace)];
+    let info: { dnsNames: string[]; ipAddresses: string[] } = { dnsNames: [], ipAddresses: [] };
+    try {
+      info = readCertificateInfo(m.cert);
+    } catch {
+      // Names that cannot be read are names it lacks: a new certificate is issued.
+    }
+    const dns = new Set(info.dnsNames.map((n) => n.toLowerCase()));
+    const ips = new Set(info.ipAddresses);
     state.serving = {
       ...validity(cert),
       signedByCa: state.ca !== undefined && signedBy(cert, ca),
       signedByPreviousCa: state.previousCa !== undefined && signedBy(cert, previous),
-      namesOk: want.every((n) => names.has(n)),
+      namesOk: servingDnsNames(service).every((n) => dns.has(n.toLowerCase())) && (service.ipAddresses ?? []).every((ip) => ips.has(canonicalIp(ip))),
     };
   }
   const caRotatedAt = date(annotations?.[SECRET_ANNOTATIONS.caRotatedAt]);

@@ -1,9 +1,11 @@
 // `serve`: the admission webhook the API server calls.
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { Command, Option } from 'commander';
 import pino from 'pino';
 import { createLogger, LOG_FORMATS, type LogFormat } from '../server/log.js';
-import { SERVER_DEFAULTS as S } from '../config.js';
+import { MANAGED_CERT_DEFAULTS as M, SERVER_DEFAULTS as S } from '../config.js';
+import type { ManagedCertificateSettings } from '../certificates/controller.js';
 import {
   ACCOUNT_ID,
   PARTITION,
@@ -17,7 +19,9 @@ import {
   addMutationFlags,
   boolFlag,
   CommandError,
+  durationFlag,
   durationOption,
+  formatGoDuration,
   timerFlag,
   intFlag,
   kubeConfigFromFlags,
@@ -60,6 +64,17 @@ interface ServeFlags extends MutationFlagValues {
   maxConnections: number;
   maxRequestsPerConnection: number;
   maxInflightBodyBytes: number;
+  manageCertificates: boolean;
+  tlsSecret: string;
+  serviceName: string;
+  leaseName: string;
+  webhookConfigurationName: string;
+  caLifetime: number;
+  certificateLifetime: number;
+  caOverlap: number;
+  leaseDuration: number;
+  certificateDnsNames: string[];
+  certificateIpAddresses: string[];
 }
 
 function portFlag(text: string): number {
@@ -96,8 +111,6 @@ function compatibilityOptions(): Option[] {
   const bool = (flags: string, what: string): Option => new Option(`${flags} [bool]`, what).argParser(boolFlag);
   const text = (flags: string, what: string): Option => new Option(flags, what);
   return [
-    text('--tls-secret <name>', 'Secret of the reference\'s --in-cluster certificate; certificates come from --tls-cert/--tls-key here'),
-    text('--service-name <name>', 'Service named in the reference\'s certificate request; not used here'),
     bool('--logtostderr', 'klog: log to stderr (logs are JSON lines on stdout here)'),
     bool('--alsologtostderr', 'klog'),
     new Option('-v, --v <level>', 'klog verbosity (use --log-level here)').argParser(klogLevel),
@@ -114,11 +127,81 @@ function compatibilityOptions(): Option[] {
   ].map((o) => o.helpGroup(COMPAT_GROUP));
 }
 
-/** The compatibility flags this command line gave, as written (`--logtostderr`, `-v`). */
+const MANAGED_GROUP = 'Self-managed certificates (--manage-certificates):';
+
+/**
+ * The flags this command line gave that change nothing, as written (`--logtostderr`,
+ * `-v`): the compatibility flags, and the certificate flags without --manage-certificates.
+ */
 export function ineffectiveFlagsGiven(cmd: Command): string[] {
+  const managed = cmd.getOptionValue('manageCertificates') === true;
   return cmd.options
-    .filter((o) => o.helpGroupHeading === COMPAT_GROUP && cmd.getOptionValueSource(o.attributeName()) === 'cli')
+    .filter((o) => o.helpGroupHeading === COMPAT_GROUP || (!managed && o.helpGroupHeading === MANAGED_GROUP && o.attributeName() !== 'manageCertificates'))
+    .filter((o) => cmd.getOptionValueSource(o.attributeName()) === 'cli')
     .map((o) => o.long ?? o.short ?? o.flags);
+}
+
+/** Repeatable, comma-separated list flags. */
+function listFlag(text: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), ...text.split(',').map((v) => v.trim()).filter(Boolean)];
+}
+
+function managedOptions(): Option[] {
+  const duration = (flags: string, what: string, defaultMs: number): Option => durationOption(flags, what, defaultMs, durationFlag);
+  return [
+    new Option('--manage-certificates [bool]', 'create, publish and rotate the serving certificate: a CA and certificate in the Secret --tls-secret, the CA bundle in the webhook configuration, one replica (the Lease holder) at a time').argParser(boolFlag).default(false),
+    new Option('--tls-secret <name>', 'Secret (in --namespace) holding the CA and serving certificate').default(M.secretName),
+    new Option('--service-name <name>', 'Service of the webhook: the certificate is for <name>, <name>.<namespace>, <name>.<namespace>.svc and <name>.<namespace>.svc.cluster.local').default(M.serviceName),
+    new Option('--lease-name <name>', 'coordination.k8s.io Lease (in --namespace) electing the replica that creates and rotates').default(M.leaseName),
+    new Option('--webhook-configuration-name <name>', 'MutatingWebhookConfiguration whose webhooks get the CA bundle').default(M.webhookConfigurationName),
+    duration('--ca-lifetime <duration>', 'validity of a new CA; a new one is made when 2/3 of it has passed', M.caLifetimeMs),
+    duration('--certificate-lifetime <duration>', 'validity of a serving certificate (at most the CA\'s); renewed when 2/3 of it has passed', M.certificateLifetimeMs),
+    duration('--ca-overlap <duration>', 'during a CA rotation: how long the new CA is trusted before it is served, and the old one after', M.caOverlapMs),
+    duration('--lease-duration <duration>', 'the Lease expires this long after its holder\'s last renewal (renewed every third of it)', M.leaseDurationSeconds * 1000),
+    new Option('--certificate-dns-names <names>', 'more DNS names for the serving certificate (comma-separated, repeatable)').argParser(listFlag).default([], 'none'),
+    new Option('--certificate-ip-addresses <addresses>', 'IP addresses for the serving certificate, for a webhook configuration that calls a URL (comma-separated, repeatable)').argParser(listFlag).default([], 'none'),
+  ].map((o) => o.helpGroup(MANAGED_GROUP));
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+function objectName(flag: string, value: string, label = false): string {
+  const ok = label
+    ? value.length <= 63 && DNS_LABEL.test(value)
+    : value.length <= 253 && value.split('.').every((part) => DNS_LABEL.test(part));
+  if (!ok) throw new UsageError(`${flag} "${value}" is not a valid ${label ? 'Service' : 'object'} name (lower-case letters, digits, "-"${label ? '' : ' and "."'})`);
+  return value;
+}
+
+/** The smallest lifetime: shorter ones leave no time to hand out a certificate before it is due again. */
+const MIN_LIFETIME_MS = 10_000;
+
+export function managedSettingsFromFlags(f: ServeFlags): ManagedCertificateSettings {
+  for (const [flag, ms] of [['--ca-lifetime', f.caLifetime], ['--certificate-lifetime', f.certificateLifetime]] as const) {
+    if (ms < MIN_LIFETIME_MS) throw new UsageError(`${flag} ${formatGoDuration(ms)} is too short (at least ${formatGoDuration(MIN_LIFETIME_MS)})`);
+  }
+  if (f.caLifetime < 9 * f.caOverlap) {
+    throw new UsageError(`--ca-lifetime ${formatGoDuration(f.caLifetime)} must be at least 9 times --ca-overlap ${formatGoDuration(f.caOverlap)}: a CA rotation (two overlaps) happens in the last third of the CA's life`);
+  }
+  if (f.leaseDuration < 3000) throw new UsageError(`--lease-duration ${formatGoDuration(f.leaseDuration)} is too short (at least 3s)`);
+  if (f.leaseDuration > 3_600_000) throw new UsageError(`--lease-duration ${formatGoDuration(f.leaseDuration)} is too long (at most 1h)`);
+  for (const ip of f.certificateIpAddresses) if (isIP(ip) === 0) throw new UsageError(`--certificate-ip-addresses: "${ip}" is not an IP address`);
+  for (const name of f.certificateDnsNames) {
+    if (name.length > 253 || !name.split('.').every((p) => /^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$/i.test(p))) throw new UsageError(`--certificate-dns-names: "${name}" is not a DNS name`);
+  }
+  return {
+    secretName: objectName('--tls-secret', f.tlsSecret),
+    leaseName: objectName('--lease-name', f.leaseName),
+    webhookConfigurationName: objectName('--webhook-configuration-name', f.webhookConfigurationName),
+    serviceName: objectName('--service-name', f.serviceName, true),
+    extraDnsNames: f.certificateDnsNames,
+    ipAddresses: f.certificateIpAddresses,
+    caLifetimeMs: f.caLifetime,
+    certificateLifetimeMs: f.certificateLifetime,
+    renewFraction: M.renewFraction,
+    caOverlapMs: f.caOverlap,
+    leaseDurationSeconds: Math.ceil(f.leaseDuration / 1000),
+    leaseRenewMs: Math.floor(f.leaseDuration / 3),
+  };
 }
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -143,6 +226,7 @@ export function serveOptionsFromFlags(f: ServeFlags, warn: (m: string) => void):
     metricsPort: f.metricsPort,
     host: f.bindAddress,
     tls: { certFile: f.tlsCert, keyFile: f.tlsKey, clientCaFile: f.clientCa, minVersion, ciphers },
+    managedCertificates: f.manageCertificates ? managedSettingsFromFlags(f) : undefined,
     mutation: mutationOptionsFromFlags(f, warn),
     namespace: f.namespace ?? defaultNamespace(),
     watchConfigMap: f.watchConfigMap,
@@ -209,7 +293,11 @@ async function runServe(f: ServeFlags, cmd: Command): Promise<void> {
   for (const flag of ineffectiveFlagsGiven(cmd)) {
     logger.info({ flag }, 'flag accepted for compatibility with the reference webhook; it has no effect here');
   }
-  if (f.inCluster === true) {
+  if (f.manageCertificates) {
+    const given = ['tlsCert', 'tlsKey'].filter((k) => cmd.getOptionValueSource(k) === 'cli').map((k) => (k === 'tlsCert' ? '--tls-cert' : '--tls-key'));
+    if (given.length > 0) logger.warn({ flags: given }, '--manage-certificates: the certificate comes from the Secret; --tls-cert and --tls-key are ignored');
+  }
+  if (f.inCluster === true && !f.manageCertificates) {
     logger.info({ tlsCert: f.tlsCert, tlsKey: f.tlsKey }, '--in-cluster=true: API access with the pod\'s ServiceAccount; the serving certificate still comes from --tls-cert/--tls-key (no certificate request)');
   }
   if (f.clientCa) {
@@ -279,6 +367,7 @@ export function serveCommand(version?: string): Command {
     .option('--max-inflight-body-bytes <bytes>', 'request bodies over 64 KiB are read only while their sizes together stay under this', nonNegativeIntFlag, S.maxInflightBodyBytes);
   addKubeConnectionFlags(cmd, ' to reach the API server');
   addMutationFlags(cmd);
+  for (const option of managedOptions()) cmd.addOption(option);
   for (const option of compatibilityOptions()) cmd.addOption(option);
   if (version) cmd.version(version, '--version', 'print the version');
   return cmd.action((flags: ServeFlags, command: Command) => runServe(flags, command));

@@ -16,6 +16,8 @@ export interface WebhookMetrics {
   reflectorLastSync: Gauge<'resource'>;
   certificateExpiry: Gauge;
   configReloads: Counter<'source' | 'result'>;
+  certificateSteps: Counter<'step'>;
+  certificateLeader: Gauge;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): WebhookMetrics {
@@ -64,5 +66,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Webho
       labelNames: ['source', 'result'],
       registers,
     }),
+    certificateSteps: new Counter({
+      name: `${p}certificate_steps_total`,
+      help: 'Steps of --manage-certificates carried out by this replica while it held the Lease, by step.',
+      labelNames: ['step'],
+      registers,
+    }),
+    certificateLeader: new Gauge({ name: `${p}certificate_leader`, help: '1 while this replica holds the certificate Lease (--manage-certificates), else 0.', registers }),
   };
 }

@@ -5,6 +5,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
+import type { ManagedCertificates, ManagedCertificateSettings } from '../certificates/controller.js';
 import type { KubeConnection } from '../kube/client.js';
 import type { MutationOptions } from '../config.js';
 import { type FileWatch, watchFiles } from '../files/watch.js';
@@ -31,6 +32,8 @@ export interface WebhookServerOptions {
   metricsPort: number;
   host: string;
   tls: TlsFiles;
+  /** --manage-certificates: the serving certificate comes from this Secret, not from tls.certFile/keyFile. */
+  managedCertificates?: ManagedCertificateSettings | undefined;
   mutation: MutationOptions;
   namespace: string;
   watchConfigMap: boolean;
@@ -116,11 +119,21 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
       return undefined;
     }
   };
+  const managed = o.managedCertificates;
+  if (managed && !o.kubeConfig) throw new StartupError('--manage-certificates needs access to the API server');
+  // Managed: the certificate arrives from the Secret; only the client CA is a file.
+  const tlsFiles = managed
+    ? (o.tls.clientCaFile ? [o.tls.clientCaFile] : [])
+    : [o.tls.certFile, o.tls.keyFile, ...(o.tls.clientCaFile ? [o.tls.clientCaFile] : [])];
   let initialTls: string[] | undefined;
   let initialContext: SecureContextOptions | undefined;
   try {
-    initialTls = readTls(o.tls);
-    initialContext = loadMaterial(initialTls);
+    if (managed) {
+      initialTls = tlsFiles.map((f) => readFileSync(f, 'utf8'));
+    } else {
+      initialTls = readTls(o.tls);
+      initialContext = loadMaterial(initialTls);
+    }
   } catch (err) {
     logger.error({ err: (err as Error).message }, 'cannot read the serving certificate; not ready until it appears');
   }
@@ -138,11 +151,13 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     filePollMs: o.filePollMs,
   });
 
+  let certificates: ManagedCertificates | undefined;
   // One verdict for both ports: the metrics port answers probes too, since the
   // HTTPS port cannot while it has no certificate.
   const readiness = (): Readiness => {
     const reasons = [...identities.notReady()];
     if (!certificateLoaded) reasons.push('no serving certificate loaded');
+    if (!certificateLoaded && certificates) reasons.push(...certificates.problems());
     if (shuttingDown) reasons.push('shutting down');
     return { ready: reasons.length === 0, reasons };
   };
@@ -165,22 +180,48 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     draining: () => draining,
   });
 
+  const applyTls = (contents: string[]): void => {
+    const context = loadMaterial(contents);
+    // setSecureContext applies to new handshakes only: requests in flight keep theirs.
+    if (!context) return;
+    try {
+      app.server.setSecureContext(context);
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'the new certificate was refused by TLS; keeping the previous one');
+    }
+  };
+  /** Managed: the Secret's pair and the client CA file, combined as the file mode reads them. */
+  let managedPair: string[] | undefined;
+  let clientCaContents = managed ? initialTls : undefined;
   const tlsWatch: FileWatch = watchFiles(
-    [o.tls.certFile, o.tls.keyFile, ...(o.tls.clientCaFile ? [o.tls.clientCaFile] : [])],
+    tlsFiles,
     initialTls,
     (contents) => {
-      const context = loadMaterial(contents);
-      // setSecureContext applies to new handshakes only: requests in flight keep theirs.
-      if (!context) return;
-      try {
-        app.server.setSecureContext(context);
-      } catch (err) {
-        logger.error({ err: (err as Error).message }, 'the new certificate was refused by TLS; keeping the previous one');
-      }
+      if (!managed) return applyTls(contents);
+      clientCaContents = contents;
+      if (managedPair) applyTls([...managedPair, ...contents]);
     },
     (err) => logger.error({ err: err.message }, 'cannot read the serving certificate'),
     o.filePollMs === undefined ? {} : { pollMs: o.filePollMs },
   );
+  if (managed && o.kubeConfig) {
+    // Loaded only in this mode: the certificate code costs the file mode nothing.
+    const { createManagedCertificates } = await import('../certificates/controller.js');
+    certificates = createManagedCertificates({
+      ...managed,
+      kc: o.kubeConfig,
+      namespace: o.namespace,
+      logger,
+      events: {
+        step: (step) => metrics.certificateSteps.inc({ step }),
+        leader: (held) => metrics.certificateLeader.set(held ? 1 : 0),
+      },
+      onServing: (cert, key) => {
+        managedPair = [cert, key];
+        applyTls([cert, key, ...(clientCaContents ?? [])]);
+      },
+    });
+  }
 
   const metricsApp = Fastify({ logger: false, forceCloseConnections: true });
   metricsApp.get('/metrics', async (_req, reply) => {
@@ -203,6 +244,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
   } catch (err) {
     // Nothing may keep running after a failed start: stop what was started.
     tlsWatch.close();
+    await certificates?.stop();
     await Promise.allSettled([app.close(), metricsApp.close(), identities.stop()]);
     const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
     const where = e.port !== undefined ? ` ${e.address ?? o.host}:${e.port}` : '';
@@ -217,6 +259,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
   const port = (app.server.address() as { port: number }).port;
   const metricsPort = (metricsApp.server.address() as { port: number }).port;
   logger.info({ port, metricsPort }, 'webhook listening');
+  certificates?.start();
 
   // Connections that have not sent a request yet, with when they were accepted.
   // At shutdown they are given --request-header-timeout to send one (it is then
@@ -265,6 +308,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
         clearInterval(sweep);
       }
       tlsWatch.close();
+      await certificates?.stop();
       await metricsApp.close();
       await identities.stop();
       logger.info('stopped');

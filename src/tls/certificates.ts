@@ -122,11 +122,12 @@ function keyOptions(keyType: KeyType) {
     : ({ keyType: 'rsa', keySize: 2048, algorithm: 'sha256' } as const);
 }
 
-export async function createCA(options: { keyType: KeyType; notAfter: Date; now?: Date; commonName?: string }): Promise<PemPair> {
+/** `backdateMs`: how far notBefore lies in the past (default 5 minutes). */
+export async function createCA(options: { keyType: KeyType; notAfter: Date; now?: Date; commonName?: string; backdateMs?: number }): Promise<PemPair> {
   const now = options.now ?? new Date();
   const pems = await generate([{ name: 'commonName', value: options.commonName ?? CA_COMMON_NAME }], {
     ...keyOptions(options.keyType),
-    notBeforeDate: new Date(now.getTime() - BACKDATE_MS),
+    notBeforeDate: new Date(now.getTime() - (options.backdateMs ?? BACKDATE_MS)),
     notAfterDate: options.notAfter,
     extensions: [
       // pathLen 0: this CA signs serving certificates, never other CAs.
@@ -139,13 +140,13 @@ export async function createCA(options: { keyType: KeyType; notAfter: Date; now?
 
 export async function createServingCertificate(
   ca: PemPair,
-  options: { keyType: KeyType; dnsNames: string[]; ipAddresses: string[]; notAfter: Date; now?: Date },
+  options: { keyType: KeyType; dnsNames: string[]; ipAddresses: string[]; notAfter: Date; now?: Date; backdateMs?: number },
 ): Promise<PemPair> {
   const now = options.now ?? new Date();
   const commonName = options.dnsNames[0] ?? options.ipAddresses[0] ?? 'pod-identity-webhook';
   const pems = await generate([{ name: 'commonName', value: commonName }], {
     ...keyOptions(options.keyType),
-    notBeforeDate: new Date(now.getTime() - BACKDATE_MS),
+    notBeforeDate: new Date(now.getTime() - (options.backdateMs ?? BACKDATE_MS)),
     notAfterDate: options.notAfter,
     ca: { cert: ca.cert, key: ca.key },
     extensions: [

@@ -48,3 +48,19 @@ t.test('an empty or hostile Secret reads as nothing usable', async (t) => {
   const huge = { data: { 'ca.crt': 'A'.repeat(200_000) } };
   t.same(decodeSecret(huge), {}, 'oversized values are not decoded');
 });
+
+t.test('extra names: a certificate lacking an IP address or DNS name the webhook is called by is reissued', async (t) => {
+  const now = new Date();
+  const ca = await createCA({ keyType: 'ec', notAfter: new Date(now.getTime() + 10 * HOUR) });
+  const issue = async (ipAddresses: string[], dns: string[] = []) => {
+    const tls = await createServingCertificate(ca, { keyType: 'ec', dnsNames: [...names, ...dns], ipAddresses, notAfter: new Date(now.getTime() + 5 * HOUR) });
+    return decodeSecret({ data: { 'ca.crt': b64(ca.cert), 'ca.key': b64(ca.key), 'tls.crt': b64(tls.cert), 'tls.key': b64(tls.key) } });
+  };
+  const withIp = { ...svc, ipAddresses: ['127.0.0.1'] };
+  t.equal(inspectMaterial(await issue([]), {}, withIp, true).serving?.namesOk, false, 'no IP address');
+  t.equal(inspectMaterial(await issue(['127.0.0.1']), {}, withIp, true).serving?.namesOk, true, 'with it');
+  t.equal(inspectMaterial(await issue(['::1']), {}, { ...svc, ipAddresses: ['0:0:0:0:0:0:0:1'] }, true).serving?.namesOk, true, 'IPv6 compared in one spelling');
+  const withDns = { ...svc, extraDnsNames: ['webhook.example.com'] };
+  t.equal(inspectMaterial(await issue([]), {}, withDns, true).serving?.namesOk, false, 'no extra DNS name');
+  t.equal(inspectMaterial(await issue([], ['Webhook.Example.com']), {}, withDns, true).serving?.namesOk, true, 'DNS names compared without case');
+});

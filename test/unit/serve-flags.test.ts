@@ -6,7 +6,7 @@ import { CommanderError } from 'commander';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defaultNamespace, ineffectiveFlagsGiven, serveCommand } from '../../src/cli/serve.js';
+import { defaultNamespace, ineffectiveFlagsGiven, serveCommand, serveOptionsFromFlags } from '../../src/cli/serve.js';
 import { durationFlag, formatGoDuration } from '../../src/cli/flags.js';
 
 /** Parses a serve command line without running the server. */
@@ -125,4 +125,59 @@ t.test('--namespace defaults to the pod\'s own namespace, else default', async (
   writeFileSync(file, '');
   t.equal(defaultNamespace(file), 'default', 'an empty file');
   t.equal(parse([]).opts['namespace'], undefined, 'no flag: decided at startup');
+});
+
+t.test('--manage-certificates and its flags', async (t) => {
+  const settings = (args: string[]) => {
+    const { opts } = parse(args);
+    return serveOptionsFromFlags(opts as unknown as Parameters<typeof serveOptionsFromFlags>[0], () => undefined).managedCertificates;
+  };
+  const usage = (args: string[]): string => {
+    try {
+      settings(args);
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return '';
+  };
+  t.equal(settings([]), undefined, 'off by default: certificates come from files');
+  const d = settings(['--manage-certificates']);
+  t.match(d, {
+    secretName: 'pod-identity-webhook',
+    leaseName: 'pod-identity-webhook',
+    webhookConfigurationName: 'pod-identity-webhook',
+    serviceName: 'pod-identity-webhook',
+    caLifetimeMs: 43_800 * 3_600_000,
+    certificateLifetimeMs: 8_760 * 3_600_000,
+    caOverlapMs: 120_000,
+    leaseDurationSeconds: 15,
+    leaseRenewMs: 5_000,
+    extraDnsNames: [],
+    ipAddresses: [],
+  }, 'the defaults of MANAGED_CERTS: 43800h, 8760h, names pod-identity-webhook');
+  const s = settings([
+    '--manage-certificates=true', '--tls-secret=certs', '--lease-name=lock', '--webhook-configuration-name=piw.example.com',
+    '--service-name=svc', '--ca-lifetime=720h', '--certificate-lifetime=24h', '--ca-overlap=30s', '--lease-duration=9s',
+    '--certificate-ip-addresses=127.0.0.1,::1', '--certificate-ip-addresses', '10.0.0.1', '--certificate-dns-names=webhook.example.com',
+  ]);
+  t.match(s, {
+    secretName: 'certs', leaseName: 'lock', webhookConfigurationName: 'piw.example.com', serviceName: 'svc',
+    caLifetimeMs: 720 * 3_600_000, certificateLifetimeMs: 86_400_000, caOverlapMs: 30_000, leaseDurationSeconds: 9, leaseRenewMs: 3_000,
+    ipAddresses: ['127.0.0.1', '::1', '10.0.0.1'], extraDnsNames: ['webhook.example.com'],
+  });
+  t.match(parseError(['--ca-lifetime=5 years']), /--ca-lifetime <duration>' argument '5 years' is invalid. expected a duration/, 'Go durations only');
+  t.match(parseError(['--certificate-lifetime=-1h']), /argument '-1h' is invalid/);
+  t.match(usage(['--manage-certificates', '--certificate-lifetime=1s']), /^--certificate-lifetime 1s is too short \(at least 10s\)$/);
+  t.match(usage(['--manage-certificates', '--ca-lifetime=10m', '--ca-overlap=2m']), /--ca-lifetime 10m must be at least 9 times --ca-overlap 2m/);
+  t.match(usage(['--manage-certificates', '--lease-duration=1s']), /--lease-duration 1s is too short/);
+  t.match(usage(['--manage-certificates', '--certificate-ip-addresses=localhost']), /"localhost" is not an IP address/);
+  t.match(usage(['--manage-certificates', '--tls-secret=Not_A_Name']), /--tls-secret "Not_A_Name" is not a valid object name/);
+  t.match(usage(['--manage-certificates', '--service-name=a.b']), /--service-name "a.b" is not a valid Service name/);
+  t.equal(usage(['--ca-lifetime=1s']), '', 'without --manage-certificates the certificate flags are not checked');
+  // Without --manage-certificates they change nothing, and are reported as such.
+  t.same(parse(['--tls-secret=x', '--lease-name=y']).given, ['--tls-secret', '--lease-name']);
+  t.same(parse(['--manage-certificates', '--tls-secret=x', '--service-name=s']).given, [], 'with it they are in effect');
+  const help = serveCommand('9.9.9').helpInformation();
+  t.match(help, /--ca-lifetime[^\n]*\(default: 43800h\)/);
+  t.match(help, /--certificate-lifetime[^\n]*\(default: 8760h\)/);
 });
