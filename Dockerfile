@@ -32,7 +32,13 @@ ARG SOURCE_COMMIT=""
 # Then node_modules again, production dependencies only (from npm's cache).
 RUN npm run build \
     && rm -rf node_modules \
-    && npm ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund
+    && npm ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund \
+    # Type declarations, source maps and READMEs are never loaded at run time.
+    && node -e "const fs = require('fs'), path = require('path'); \
+        const prune = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) { \
+          const f = path.join(d, e.name); \
+          if (e.isDirectory()) prune(f); else if (/\.(d\.[cm]?ts|map|md)$/.test(e.name)) fs.rmSync(f); } }; \
+        prune('node_modules');"
 
 # ---- runtime: node, production dependencies and dist/ only ------------------
 FROM ${BASE_IMAGE} AS runtime
