@@ -2,10 +2,12 @@
 // server, a pod mutated through the chart's MutatingWebhookConfiguration, and
 // `helm uninstall` leaving nothing of the release behind. There is no kubelet,
 // so the Deployment's pods never run: the webhook runs here as a local `serve`
-// (as the chart's ServiceAccount, so its RBAC is what is tested) and the
-// chart's webhook points at it through mutatingWebhook.url.
+// (as the chart's ServiceAccount, so its RBAC is what is tested, with the
+// certificates it makes itself: the chart's default) and the chart's webhook
+// points at it through mutatingWebhook.url.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { AppsV1Api } from '@kubernetes/client-node';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import {
@@ -17,6 +19,7 @@ import {
   startWebhook,
   tempDir,
   tokenKubeconfig,
+  until,
   WEBHOOK_HOST,
 } from '../helpers/cluster.js';
 
@@ -47,18 +50,11 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
   const dir = tempDir('piw-helm-');
   t.teardown(() => cluster.down());
 
-  // File-mode certificates from our own `certs` (IP SAN: the API server calls WEBHOOK_HOST).
-  const certDir = join(dir, 'certs');
-  const certs = spawnSync(process.execPath, ['dist/cli.js', 'certs', '--out-dir', certDir, '--ip', WEBHOOK_HOST, '--namespace', NS], { encoding: 'utf8' });
-  t.equal(certs.status, 0, certs.stderr);
-  const ca = readFileSync(join(certDir, 'ca.crt'), 'utf8');
   const port = await freePort();
 
+  // The chart's defaults: the webhook makes and publishes its own certificates.
   const install = helm(cluster.kubeconfig, [
     'install', RELEASE, CHART, '--namespace', NS, '--create-namespace',
-    '--set', 'pki.mode=existingSecret',
-    '--set', 'pki.existingSecret=unused-by-the-local-webhook',
-    '--set', `pki.caBundle=${Buffer.from(ca).toString('base64')}`,
     '--set', `mutatingWebhook.url=https://${WEBHOOK_HOST}:${port}/mutate`,
     '--set', 'mutatingWebhook.failurePolicy=Fail',
   ]);
@@ -67,16 +63,24 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
   const mwcName = `${RELEASE}-pod-identity-webhook`;
   const mwc = await admission.readMutatingWebhookConfiguration({ name: mwcName });
   t.equal(mwc.webhooks?.[0]?.clientConfig.url, `https://${WEBHOOK_HOST}:${port}/mutate`, 'the chart\'s webhook points at the local serve');
+  t.notOk(mwc.webhooks?.[0]?.clientConfig.caBundle, 'installed without a caBundle: the webhook writes it');
 
-  // The webhook as the chart's ServiceAccount.
+  // The webhook as the chart's ServiceAccount (so its RBAC is what is tested),
+  // with the certificate flags of the chart's Deployment.
+  const deployment = await cluster.kc.makeApiClient(AppsV1Api).readNamespacedDeployment({ name: mwcName, namespace: NS });
+  const chartArgs = deployment.spec?.template.spec?.containers[0]?.args ?? [];
+  const certificateArgs = chartArgs.filter((a) => /^--(manage-certificates|tls-secret|lease-name|webhook-configuration-name|service-name|certificate-)/.test(a));
+  t.ok(certificateArgs.includes('--manage-certificates'), `the chart runs the webhook with --manage-certificates (${certificateArgs.join(' ')})`);
+  t.ok(certificateArgs.includes(`--certificate-ip-addresses=${WEBHOOK_HOST}`), 'and names the host of mutatingWebhook.url');
   const token = await core.createNamespacedServiceAccountToken({ name: mwcName, namespace: NS, body: { spec: { audiences: [], expirationSeconds: 3600 } } });
   const webhookKubeconfig = tokenKubeconfig(cluster.kc, token.status!.token, dir);
-  const webhook = await startWebhook(
-    ['--kubeconfig', webhookKubeconfig, '--tls-cert', join(certDir, 'tls.crt'), '--tls-key', join(certDir, 'tls.key'), '--namespace', NS],
-    ca,
-    { port },
-  );
+  const webhook = await startWebhook(['--kubeconfig', webhookKubeconfig, ...certificateArgs, '--namespace', NS], undefined, { port });
   t.teardown(() => webhook.stop());
+  const published = await until('the caBundle to be published', async () => {
+    const now = await admission.readMutatingWebhookConfiguration({ name: mwcName });
+    return now.webhooks?.[0]?.clientConfig.caBundle || undefined;
+  });
+  t.match(Buffer.from(published, 'base64').toString(), /-----BEGIN CERTIFICATE-----/, 'the webhook wrote its CA into the caBundle');
 
   // No controller-manager: every ServiceAccount is created here.
   const ns = `helm-${Date.now().toString(36)}`;
@@ -100,7 +104,7 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
       return r.stdout.trim();
     };
     const before = labelled();
-    for (const o of ['mutatingwebhookconfiguration', 'deployment.apps', 'clusterrole', 'clusterrolebinding', 'serviceaccount', 'service', 'networkpolicy', 'poddisruptionbudget']) {
+    for (const o of ['mutatingwebhookconfiguration', 'deployment.apps', 'clusterrole', 'clusterrolebinding', 'role', 'rolebinding', 'serviceaccount', 'service', 'secret', 'lease.coordination.k8s.io', 'networkpolicy', 'poddisruptionbudget']) {
       t.match(before, new RegExp(`^${o.replace('.', '\\.')}[^/]*/`, 'm'), `${o} installed with the release label`);
     }
     const r = helm(cluster.kubeconfig, ['uninstall', RELEASE, '--namespace', NS, '--wait']);

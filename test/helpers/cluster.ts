@@ -9,6 +9,7 @@ import { type ChildProcess, execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { request } from 'node:https';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -211,7 +212,12 @@ export const WEBHOOK_HOST = process.env['E2E_WEBHOOK_HOST'] ?? '127.0.0.1';
 const BIND_ADDRESS = WEBHOOK_HOST === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0';
 
 /** `options.port`: listen there (a port chosen beforehand, e.g. named in the API server's admission kubeconfig). */
-export async function startWebhook(args: string[], ca: string, options: { port?: number } = {}): Promise<WebhookProcess> {
+/**
+ * Starts `serve` and resolves once it is ready: /readyz over HTTPS verified with
+ * `ca`, or, when the webhook makes its own certificates (ca undefined), /readyz
+ * on the plain-HTTP metrics port.
+ */
+export async function startWebhook(args: string[], ca: string | undefined, options: { port?: number } = {}): Promise<WebhookProcess> {
   const port = options.port ?? (await freePort());
   const metricsPort = await freePort();
   const [cmd, ...rest] = SERVE_COMMAND;
@@ -222,7 +228,8 @@ export async function startWebhook(args: string[], ca: string, options: { port?:
   child.stdout!.on('data', (c) => (output += c));
   child.stderr!.on('data', (c) => (output += c));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  await until('the webhook to be ready', async () => ((await httpsStatus(port, '/readyz', ca)) === 200 ? true : undefined), {
+  const ready = ca === undefined ? (): Promise<number> => httpStatus(metricsPort, '/readyz') : (): Promise<number> => httpsStatus(port, '/readyz', ca);
+  await until('the webhook to be ready', async () => ((await ready()) === 200 ? true : undefined), {
     giveUpIf: () => exitedReason(child, 'the webhook', () => output),
   });
   return {
@@ -235,6 +242,16 @@ export async function startWebhook(args: string[], ca: string, options: { port?:
       return exited;
     },
   };
+}
+
+function httpStatus(port: number, path: string): Promise<number> {
+  return new Promise((resolve) => {
+    httpRequest({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', () => resolve(0));
+    }).on('error', () => resolve(0)).end();
+  });
 }
 
 export function httpsStatus(port: number, path: string, ca: string): Promise<number> {

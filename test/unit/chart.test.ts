@@ -121,7 +121,11 @@ t.test('values reach the objects', { skip: missing ?? false }, async (t) => {
   const d = find(o, 'Deployment') as Any;
   t.equal(d.spec.replicas, 3);
   const args: string[] = d.spec.template.spec.containers[0].args;
-  for (const a of ['--aws-default-region=eu-west-1', '--log-format=text', '--max-connections=5', '--watch-config-map']) t.ok(args.includes(a), a);
+  for (const a of ['--aws-default-region=eu-west-1', '--log-format=text', '--max-connections=5', '--watch-config-map', '--certificate-ip-addresses=10.0.0.1']) t.ok(args.includes(a), a);
+  const byName = (template('mutatingWebhook.url=https://webhook.example.com/mutate').find((x) => x.kind === 'Deployment') as Any).spec.template.spec.containers[0].args as string[];
+  t.ok(byName.includes('--certificate-dns-names=webhook.example.com'), 'managed certificates name the host of mutatingWebhook.url');
+  t.notOk(byName.some((a) => a.startsWith('--certificate-ip-addresses')));
+  t.notOk((find(template(), 'Deployment') as Any).spec.template.spec.containers[0].args.some((a: string) => a.startsWith('--certificate-')), 'no extra names without a URL');
   t.same((find(o, 'Role') as Any).rules[0].resources, ['configmaps'], 'ConfigMap Role with watchConfigMap');
   t.equal(find(o, 'ServiceMonitor')?.apiVersion, 'monitoring.coreos.com/v1', 'ServiceMonitor');
   t.notOk(find(template(), 'ServiceMonitor'), 'no ServiceMonitor by default');

@@ -81,6 +81,15 @@ reference chart's switch) selects cert-manager. */}}
 {{- with .Values.pki.managed.certificateLifetime }}
 - --certificate-lifetime={{ . }}
 {{- end }}
+{{- with .Values.mutatingWebhook.url }}
+{{- /* The API server calls this URL: its host must be in the serving certificate. */}}
+{{- $host := (urlParse .).hostname }}
+{{- if regexMatch "^[0-9.]+$|:" $host }}
+- --certificate-ip-addresses={{ trimAll "[]" $host }}
+{{- else }}
+- --certificate-dns-names={{ $host }}
+{{- end }}
+{{- end }}
 {{- else }}
 - --tls-cert=/etc/webhook/certs/tls.crt
 - --tls-key=/etc/webhook/certs/tls.key
