@@ -150,16 +150,9 @@ export function statusError(status: number | undefined, body: string, what: stri
  * server that accepted the connection and went quiet fails with IdleTimeoutError.
  */
 export async function kubeRequest(conn: KubeConnection, r: KubeRequest): Promise<KubeResponse> {
-  const controller = new AbortController();
-  const outer = r.signal;
-  const onAbort = (): void => controller.abort(outer?.reason);
-  if (outer?.aborted) onAbort();
-  else outer?.addEventListener('abort', onAbort, { once: true });
-  let timer: NodeJS.Timeout | undefined =
-    r.idleMs === undefined ? undefined : setTimeout(() => controller.abort(new IdleTimeoutError(r.idleMs as number)), r.idleMs);
-  try {
-    const res = await kubeStream(conn, { ...r, signal: controller.signal });
-    res.on('data', () => timer?.refresh());
+  return abortable(r, async (signal, touch) => {
+    const res = await kubeStream(conn, { ...r, signal });
+    res.on('data', touch);
     const text = await readBody(res);
     const status = res.statusCode ?? 0;
     if (status < 200 || status >= 300) throw statusError(status, text, `${r.method ?? 'GET'} ${r.path}`);
@@ -169,8 +162,26 @@ export async function kubeRequest(conn: KubeConnection, r: KubeRequest): Promise
     } catch {
       return { status, body: text };
     }
+  });
+}
+
+/**
+ * Runs one request under its own AbortSignal: aborted with the caller's
+ * r.signal, and with an IdleTimeoutError when `touch` (called on every chunk)
+ * has not been called for r.idleMs. A failure after an abort is reported as
+ * the abort's reason rather than the generic AbortError.
+ */
+async function abortable<T>(r: KubeRequest, run: (signal: AbortSignal, touch: () => void) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const outer = r.signal;
+  const onAbort = (): void => controller.abort(outer?.reason);
+  if (outer?.aborted) onAbort();
+  else outer?.addEventListener('abort', onAbort, { once: true });
+  const idleMs = r.idleMs;
+  let timer: NodeJS.Timeout | undefined = idleMs === undefined ? undefined : setTimeout(() => controller.abort(new IdleTimeoutError(idleMs)), idleMs);
+  try {
+    return await run(controller.signal, () => timer?.refresh());
   } catch (err) {
-    // Report why we aborted rather than the generic AbortError.
     if (controller.signal.aborted && controller.signal.reason instanceof Error) throw controller.signal.reason;
     throw err;
   } finally {
@@ -289,48 +300,38 @@ export function listSplitter(onItem: (item: unknown) => void): { write(chunk: st
  * resourceVersion, continue). Errors and `idleMs` as kubeRequest.
  */
 export async function kubeList(conn: KubeConnection, r: KubeRequest, onItem: (item: unknown) => void): Promise<{ metadata?: { resourceVersion?: string; continue?: string } }> {
-  const controller = new AbortController();
-  const outer = r.signal;
-  const onAbort = (): void => controller.abort(outer?.reason);
-  if (outer?.aborted) onAbort();
-  else outer?.addEventListener('abort', onAbort, { once: true });
-  let timer: NodeJS.Timeout | undefined =
-    r.idleMs === undefined ? undefined : setTimeout(() => controller.abort(new IdleTimeoutError(r.idleMs as number)), r.idleMs);
-  try {
-    const res = await kubeStream(conn, { ...r, signal: controller.signal });
-    const status = res.statusCode ?? 0;
-    if (status < 200 || status >= 300) {
-      res.on('data', () => timer?.refresh());
-      throw statusError(status, await readBody(res), `${r.method ?? 'GET'} ${r.path}`);
+  return abortable(r, async (signal, touch) => {
+    try {
+      const res = await kubeStream(conn, { ...r, signal });
+      const status = res.statusCode ?? 0;
+      if (status < 200 || status >= 300) {
+        res.on('data', touch);
+        throw statusError(status, await readBody(res), `${r.method ?? 'GET'} ${r.path}`);
+      }
+      const splitter = listSplitter(onItem);
+      res.setEncoding('utf8');
+      await new Promise<void>((resolve, reject) => {
+        res.on('data', (chunk: string) => {
+          touch();
+          try {
+            splitter.write(chunk);
+          } catch (err) {
+            res.destroy();
+            reject(err instanceof SyntaxError ? err : new SyntaxError((err as Error).message));
+          }
+        });
+        res.on('end', resolve);
+        res.on('error', reject);
+        res.on('close', () => {
+          if (!res.complete) reject(new Error('connection closed before the response was complete'));
+        });
+      });
+      const envelope = splitter.end();
+      if (envelope === null || typeof envelope !== 'object') throw new SyntaxError(`GET ${r.path}: not a list`);
+      return envelope;
+    } catch (err) {
+      if (!signal.aborted && err instanceof Error && !(err instanceof KubeApiError) && /ended early|not a list|exceeds/.test(err.message)) throw new SyntaxError(err.message);
+      throw err;
     }
-    const splitter = listSplitter(onItem);
-    res.setEncoding('utf8');
-    await new Promise<void>((resolve, reject) => {
-      res.on('data', (chunk: string) => {
-        timer?.refresh();
-        try {
-          splitter.write(chunk);
-        } catch (err) {
-          res.destroy();
-          reject(err instanceof SyntaxError ? err : new SyntaxError((err as Error).message));
-        }
-      });
-      res.on('end', resolve);
-      res.on('error', reject);
-      res.on('close', () => {
-        if (!res.complete) reject(new Error('connection closed before the response was complete'));
-      });
-    });
-    const envelope = splitter.end();
-    if (envelope === null || typeof envelope !== 'object') throw new SyntaxError(`GET ${r.path}: not a list`);
-    return envelope;
-  } catch (err) {
-    if (controller.signal.aborted && controller.signal.reason instanceof Error) throw controller.signal.reason;
-    if (err instanceof Error && !(err instanceof KubeApiError) && /ended early|not a list|exceeds/.test(err.message)) throw new SyntaxError(err.message);
-    throw err;
-  } finally {
-    clearTimeout(timer);
-    timer = undefined;
-    outer?.removeEventListener('abort', onAbort);
-  }
+  });
 }
