@@ -28,8 +28,6 @@ export const GENERATED_NAME_SUFFIX = 5;
 
 /** Label added to pods mutated for container credentials (EKS Pod Identity). */
 export const POD_IDENTITY_LABEL = 'eks.amazonaws.com/pod-identity';
-/** Pods carrying this label are excluded by the webhook configuration's objectSelector. */
-export const SKIP_POD_LABEL = 'eks.amazonaws.com/skip-pod-identity-webhook';
 /** Name of the ConfigMap that maps ServiceAccounts to roles in ConfigMap mode. */
 export const CONFIG_MAP_NAME = 'pod-identity-webhook';
 
@@ -115,6 +113,9 @@ export const SERVER_DEFAULTS = Object.freeze({
   maxRequestsPerConnection: 0,
   maxInflightBodyBytes: 16 * 1024 * 1024,
   logLevel: 'info',
+  logFormat: 'json',
+  /** --compose-role-arn's partition when neither a flag nor instance metadata gives one. */
+  awsPartition: 'aws',
   /** Page size of the initial ServiceAccount list. */
   listPageSize: 500,
   /** Server-side watch timeout; the reflector re-watches after it. */
@@ -130,6 +131,7 @@ export const CERT_DEFAULTS = Object.freeze({
   service: 'pod-identity-webhook',
   namespace: 'pod-identity-webhook',
   outDir: 'certs',
+  keyType: 'ec',
   days: 365,
   renewBeforeDays: 30,
 });

@@ -14,7 +14,7 @@ import {
   type KeyType,
   serviceDnsNames,
 } from '../tls/certificates.js';
-import { addKubeConnectionFlags, durationFlag, kubeConfigFromFlags, UsageError } from './flags.js';
+import { addKubeConnectionFlags, durationFlag, isDnsLabel, kubeConfigFromFlags, listFlag, UsageError } from './flags.js';
 import type { CommandIO } from './mutate.js';
 
 export interface CertsFlags {
@@ -33,15 +33,9 @@ export interface CertsFlags {
 }
 
 const DAY_MS = 86_400_000;
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
-/** Repeatable flag; a comma-separated value counts as several, as with Go's string slices. */
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, ...value.split(',').map((v) => v.trim()).filter((v) => v !== '')];
-}
 
 function checkLabel(flag: string, value: string): void {
-  if (value.length > 63 || !DNS_LABEL.test(value)) {
+  if (!isDnsLabel(value)) {
     throw new UsageError(`${flag} "${value}" is not a valid name (lower-case letters, digits and "-", at most 63)`);
   }
 }
@@ -49,7 +43,7 @@ function checkLabel(flag: string, value: string): void {
 function checkDnsName(value: string): string {
   const name = value.toLowerCase();
   const labels = name.split('.');
-  const ok = name.length <= 253 && labels.every((l, i) => (i === 0 && l === '*' && labels.length > 1) || (l.length <= 63 && DNS_LABEL.test(l)));
+  const ok = name.length <= 253 && labels.every((l, i) => (i === 0 && l === '*' && labels.length > 1) || isDnsLabel(l));
   if (!ok) throw new UsageError(`--dns "${value}" is not a valid DNS name`);
   return name;
 }
@@ -199,11 +193,11 @@ export function certsCommand(io: CommandIO): Command {
     .option('--service <name>', 'name of the webhook Service', d.service)
     .option('-n, --namespace <name>', 'namespace of the webhook Service', d.namespace)
     .option('--out-dir <dir>', 'where ca.crt, ca.key, tls.crt and tls.key are written', d.outDir)
-    .option('--key-type <type>', 'key type: ec (P-256) or rsa (2048 bits)', 'ec')
+    .option('--key-type <type>', 'key type: ec (P-256) or rsa (2048 bits)', d.keyType)
     .option('--days <days>', 'validity of a new serving certificate, in days', String(d.days))
     .option('--renew-before <duration>', 'renew certificates expiring within this time (30d, 720h)', `${d.renewBeforeDays}d`)
-    .option('--dns <name>', 'extra DNS name for the serving certificate (repeatable)', collect)
-    .option('--ip <address>', 'IP address for the serving certificate (repeatable)', collect)
+    .option('--dns <name>', 'extra DNS name for the serving certificate (repeatable)', listFlag)
+    .option('--ip <address>', 'IP address for the serving certificate (repeatable)', listFlag)
     .option('--patch-webhook <name>', 'write the CA into the caBundle of every webhook of this MutatingWebhookConfiguration');
   return addKubeConnectionFlags(cmd, ' for --patch-webhook')
     .action(async (flags: CertsFlags) => {

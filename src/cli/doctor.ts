@@ -11,6 +11,8 @@ import {
   addKubeConnectionFlags,
   addMutationFlags,
   durationOption,
+  isDnsLabel,
+  isDnsSubdomain,
   kubeConfigFromFlags,
   type MutationFlagValues,
   mutationOptionsFromFlags,
@@ -39,8 +41,6 @@ export interface DoctorFlags extends Partial<Omit<MutationFlagValues, 'annotatio
   timeout?: number;
 }
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 function required(flag: string, value: string | undefined): string {
   if (value === undefined || value === '') throw new UsageError(`${flag} is required`);
@@ -77,8 +77,8 @@ function clusterFrom(flags: DoctorFlags): KubeConnection | undefined {
 export async function runDoctor(flags: DoctorFlags, io: CommandIO): Promise<DoctorReport> {
   const namespace = required('--namespace', flags.namespace);
   const serviceAccount = required('--service-account', flags.serviceAccount);
-  if (namespace.length > 63 || !DNS_LABEL.test(namespace)) throw new UsageError(`--namespace "${namespace}" is not a valid namespace name`);
-  if (serviceAccount.length > 253 || !DNS_SUBDOMAIN.test(serviceAccount)) {
+  if (!isDnsLabel(namespace)) throw new UsageError(`--namespace "${namespace}" is not a valid namespace name`);
+  if (!isDnsSubdomain(serviceAccount)) {
     throw new UsageError(`--service-account "${serviceAccount}" is not a valid ServiceAccount name`);
   }
   const prefix = flags.annotationPrefix ?? DEFAULT_MUTATION_OPTIONS.annotationPrefix;

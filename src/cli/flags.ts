@@ -40,9 +40,20 @@ export function intFlag(text: string): number {
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
+/** An RFC 1123 label (namespace and Service names): lower-case letters, digits and "-", at most 63. */
+export const isDnsLabel = (text: string): boolean => text.length <= 63 && DNS_LABEL.test(text);
+
+/** An RFC 1123 subdomain (most object names): labels joined by ".", at most 253. */
+export const isDnsSubdomain = (text: string): boolean => text.length <= 253 && text.split('.').every(isDnsLabel);
+
+/** A repeatable flag; a comma-separated value counts as several, as with Go's string slices. */
+export function listFlag(text: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), ...text.split(',').map((v) => v.trim()).filter((v) => v !== '')];
+}
+
 /** -n / --namespace: a DNS label, as the API server requires. */
 export function namespaceFlag(text: string): string {
-  if (text.length > 63 || !DNS_LABEL.test(text)) throw new InvalidArgumentError('not a valid namespace name (lower-case letters, digits and "-", at most 63).');
+  if (!isDnsLabel(text)) throw new InvalidArgumentError('not a valid namespace name (lower-case letters, digits and "-", at most 63).');
   return text;
 }
 

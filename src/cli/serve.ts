@@ -24,7 +24,10 @@ import {
   formatGoDuration,
   timerFlag,
   intFlag,
+  isDnsLabel,
+  isDnsSubdomain,
   kubeConfigFromFlags,
+  listFlag,
   type MutationFlagValues,
   mutationOptionsFromFlags,
   nonNegativeIntFlag,
@@ -142,10 +145,6 @@ export function ineffectiveFlagsGiven(cmd: Command): string[] {
 }
 
 /** Repeatable, comma-separated list flags. */
-function listFlag(text: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), ...text.split(',').map((v) => v.trim()).filter(Boolean)];
-}
-
 function managedOptions(): Option[] {
   const duration = (flags: string, what: string, defaultMs: number): Option => durationOption(flags, what, defaultMs, durationFlag);
   return [
@@ -163,11 +162,8 @@ function managedOptions(): Option[] {
   ].map((o) => o.helpGroup(MANAGED_GROUP));
 }
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 function objectName(flag: string, value: string, label = false): string {
-  const ok = label
-    ? value.length <= 63 && DNS_LABEL.test(value)
-    : value.length <= 253 && value.split('.').every((part) => DNS_LABEL.test(part));
+  const ok = label ? isDnsLabel(value) : isDnsSubdomain(value);
   if (!ok) throw new UsageError(`${flag} "${value}" is not a valid ${label ? 'Service' : 'object'} name (lower-case letters, digits, "-"${label ? '' : ' and "."'})`);
   return value;
 }
@@ -348,13 +344,13 @@ export function serveCommand(version?: string): Command {
     .option('--namespace <namespace>', `namespace of the pod-identity-webhook ConfigMap (default: the pod's own namespace, else ${S.namespace})`)
     .option('--compose-role-arn [bool]', 'complete a role-arn annotation that is only a role name or path to a full ARN', boolFlag, false)
     .option('--aws-account-id <id>', 'account of --compose-role-arn (default: EC2 instance metadata)')
-    .option('--aws-partition <partition>', 'partition of --compose-role-arn (default: aws, or from instance metadata\'s region)', 'aws')
+    .option('--aws-partition <partition>', 'partition of --compose-role-arn (default: aws, or from instance metadata\'s region)', S.awsPartition)
     .option('--watch-config-map [bool]', 'watch the pod-identity-webhook ConfigMap (ConfigMap mode)', boolFlag, false)
     .addOption(durationOption('--resync-period <duration>', 'accepted for compatibility; the cache re-lists only when the watch requires it', S.resyncPeriodSeconds * 1000, timerFlag))
     .addOption(durationOption('--service-account-lookup-grace-period <duration>', 'how long a pod waits for a ServiceAccount missing from the cache', S.serviceAccountLookupGracePeriodMs, timerFlag))
     .option('--enable-debugging-handlers [bool]', 'serve /debug/alpha/cache on the metrics port', boolFlag, false)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(S.logLevel))
-    .addOption(new Option('--log-format <format>', 'json (one object per line) or text (one readable line per event)').choices(LOG_FORMATS).default('json'))
+    .addOption(new Option('--log-format <format>', 'json (one object per line) or text (one readable line per event)').choices(LOG_FORMATS).default(S.logFormat))
     .option('--max-request-body-bytes <bytes>', 'larger admission requests get 413', nonNegativeIntFlag, S.bodyLimitBytes)
     .addOption(durationOption('--shutdown-timeout <duration>', 'how long in-flight requests may take after SIGTERM', S.shutdownTimeoutMs, timerFlag))
     .addOption(durationOption('--shutdown-delay <duration>', 'after SIGTERM, keep serving (unready) this long so endpoints update first', 0, timerFlag))
