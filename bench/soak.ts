@@ -110,6 +110,8 @@ function slowBodies(port: number, tls: Tls, stats: Record<string, number>): Atta
     const socket = await open(port, tls);
     const openedAt = Date.now();
     socket.on('error', () => undefined);
+    // Read whatever comes (a 408): a socket nobody reads never sees the server's close.
+    socket.resume();
     socket.write(head(BODY_LIMIT - 1));
     const timer = setInterval(() => (running() ? socket.write(' ') : socket.destroy()), 1000);
     await new Promise<void>((resolve) => socket.once('close', () => resolve()));
@@ -126,6 +128,9 @@ function idleConnections(port: number, tls: Tls, stats: Record<string, number>):
   return workers(IDLE_CONNECTIONS, stats, 'idle', async (running) => {
     const socket = await open(port, tls);
     socket.on('error', () => undefined);
+    // Read whatever comes (a 408): a socket nobody reads never sees the server's
+    // close, and would stop attacking once the server has let go of it.
+    socket.resume();
     const timer = setInterval(() => running() || socket.destroy(), 200);
     await new Promise<void>((resolve) => socket.once('close', () => resolve()));
     clearInterval(timer);

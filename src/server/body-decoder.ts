@@ -5,6 +5,7 @@
 // hostile JSON cost neither the main heap nor the main event loop.
 import { Worker } from 'node:worker_threads';
 import type { DecodedReview } from './admission.js';
+import { reholdYoungGeneration } from './heap.js';
 
 export interface DecodeJob {
   id: number;
@@ -47,6 +48,8 @@ export function bodyDecoder(annotationPrefix: string): BodyDecoder {
       stdout: false,
       stderr: false,
     });
+    // Starting an isolate resets a V8 flag the main thread relies on (heap.ts).
+    worker.once('online', reholdYoungGeneration);
     const self: Running = { worker, pending: new Map() };
     worker.on('message', (a: DecodeAnswer) => {
       const resolve = self.pending.get(a.id);
