@@ -73,12 +73,14 @@ export function bodyDecoder(annotationPrefix: string): BodyDecoder {
     decode(body) {
       const r = (running ??= start());
       const id = nextId++;
-      // The body's own ArrayBuffer moves to the worker without a copy when it can.
-      const bytes = body.byteOffset === 0 && body.buffer.byteLength === body.length ? body : new Uint8Array(body);
+      // Shared memory (the body budget's) is read by the worker in place; a
+      // body's own ArrayBuffer moves to the worker without a copy when it can.
+      const shared = body.buffer instanceof SharedArrayBuffer;
+      const bytes = shared || (body.byteOffset === 0 && body.buffer.byteLength === body.length) ? body : new Uint8Array(body);
       return new Promise((resolve) => {
         r.pending.set(id, resolve);
         r.worker.ref();
-        r.worker.postMessage({ id, body: bytes } satisfies DecodeJob, [bytes.buffer as ArrayBuffer]);
+        r.worker.postMessage({ id, body: bytes } satisfies DecodeJob, shared ? [] : [bytes.buffer as ArrayBuffer]);
       });
     },
     async close() {
