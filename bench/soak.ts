@@ -5,7 +5,11 @@
 // hold idle connections; with --client-ca (the second phase) they have no client
 // certificate. Prints the serve process's peak RSS and the legitimate client's
 // p50/p99 during the attack, against the targets (peak RSS < 200 MiB, p99 < 50 ms;
-// the manifests' memory limit is 256 Mi).
+// the manifests' memory limit is 256 Mi), with what else decides the p99 on a
+// shared machine: serve's event-loop delay, the CPU serve and the attacker
+// used, and the load average. Options (environment): SOAK_SECONDS, SOAK_BIG,
+// SOAK_SLOW, SOAK_IDLE (attackers of each kind), SOAK_SERVE_ARGS (more serve
+// flags), SOAK_CLI (another build's dist/cli.js).
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
@@ -163,6 +167,8 @@ async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeo
     ca: pki.caCert,
     args: [...(mtls ? ['--client-ca', join(pki.dir, 'ca.crt')] : []), ...(process.env['SOAK_SERVE_ARGS'] ?? '').split(' ').filter(Boolean)],
     everyMs: 50,
+    // SOAK_CLI: another build's dist/cli.js, e.g. to measure an older version under the same attack.
+    ...(process.env['SOAK_CLI'] ? { cli: process.env['SOAK_CLI'] } : {}),
   });
   try {
     const client = pki.issue(`soak-client-${name}`, { client: true });
