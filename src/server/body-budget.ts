@@ -36,6 +36,15 @@ export interface BodyBudget {
   reserve(bytes: number, granted: (grant: BodyGrant) => void): () => void;
 }
 
+/** The block, or null when it cannot be had (a budget beyond what the process may map): bodies then get memory of their own. */
+function allocate(bytes: number): SharedArrayBuffer | null {
+  try {
+    return new SharedArrayBuffer(bytes);
+  } catch {
+    return null;
+  }
+}
+
 interface Range {
   start: number;
   end: number;
@@ -43,7 +52,7 @@ interface Range {
 
 export function bodyBudget(limitBytes: number): BodyBudget {
   let used = 0;
-  let block: SharedArrayBuffer | undefined;
+  let block: SharedArrayBuffer | null | undefined;
   // Free ranges of the block, sorted and never adjacent.
   const free: Range[] = limitBytes > 0 ? [{ start: 0, end: limitBytes }] : [];
   const queue: Array<{ bytes: number; granted: (grant: BodyGrant) => void }> = [];
@@ -89,9 +98,9 @@ export function bodyBudget(limitBytes: number): BodyBudget {
       held = 0;
       pump();
     };
-    block ??= new SharedArrayBuffer(limitBytes);
+    block ??= allocate(limitBytes);
     granted({
-      memory: bytes <= limitBytes ? Buffer.from(block, start, bytes) : undefined,
+      memory: block && bytes <= limitBytes ? Buffer.from(block, start, bytes) : undefined,
       release() {
         if (released) return;
         released = true;

@@ -82,3 +82,12 @@ t.test('a body larger than the budget is read alone, into memory of its own; 0 m
   t.ok(x.grant && y.grant, 'with a budget of 0, every body is granted at once');
   t.equal(x.grant!.memory, undefined);
 });
+
+t.test('a budget larger than the process can map still grants, with memory of the body\'s own', async (t) => {
+  const budget = bodyBudget(2 ** 50);
+  const a = ask(budget, 6 * MiB);
+  t.ok(a.grant, 'granted');
+  t.equal(a.grant!.memory, undefined, 'readBody then allocates the body itself');
+  a.grant!.release();
+  t.equal(budget.inUse(), 0);
+});
