@@ -47,6 +47,8 @@ export async function startFakeApi(count: number): Promise<FakeApi> {
 export interface Serve {
   child: ChildProcess;
   port: number;
+  /** Plain-HTTP /metrics. */
+  metricsPort: number;
   /** From spawn to the first 200 from /readyz. */
   readyMs: number;
   /** With `profile`: where node --cpu-prof writes the profile when serve exits. */
@@ -88,7 +90,7 @@ export async function startServe(o: ServeOptions): Promise<Serve> {
     await stop(child);
     throw err;
   }
-  return { child, port, readyMs: Date.now() - started, ...(profileDir ? { profileDir } : {}) };
+  return { child, port, metricsPort, readyMs: Date.now() - started, ...(profileDir ? { profileDir } : {}) };
 }
 
 /** The yardstick: a bare fastify HTTPS route answering `size` bytes (bench/bare-server.ts). */
@@ -203,6 +205,18 @@ export async function steadyLoad(o: SteadyOptions): Promise<Steady> {
   latencies.sort((a, b) => a - b);
   const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
   return { sent, failed, p50: at(0.5), p99: at(0.99), max: latencies.at(-1) ?? NaN };
+}
+
+/** The value of one sample of a Prometheus text exposition (the first that matches `name`, labels included). */
+export function metricValue(text: string, name: string): number {
+  for (const line of text.split('\n')) if (line.startsWith(`${name} `)) return Number(line.slice(name.length + 1));
+  return NaN;
+}
+
+/** GET /metrics of a serve process. */
+export async function scrapeMetrics(metricsPort: number): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+  return res.text();
 }
 
 export { freePort };

@@ -5,13 +5,18 @@
 // hold idle connections; with --client-ca (the second phase) they have no client
 // certificate. Prints the serve process's peak RSS and the legitimate client's
 // p50/p99 during the attack, against the targets (peak RSS < 200 MiB, p99 < 50 ms;
-// the manifests' memory limit is 256 Mi).
+// the manifests' memory limit is 256 Mi), with what else decides the p99 on a
+// shared machine: serve's event-loop delay, the CPU serve and the attacker
+// used, and the load average. Options (environment): SOAK_SECONDS, SOAK_BIG,
+// SOAK_SLOW, SOAK_IDLE (attackers of each kind), SOAK_SERVE_ARGS (more serve
+// flags), SOAK_CLI (another build's dist/cli.js).
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { type TLSSocket, connect } from 'node:tls';
 import { createTestPki } from '../test/helpers/tls.js';
-import { memory, startFakeApi, startServe, type Steady, steadyLoad, stop } from './lib.js';
+import { cpuMs, memory, metricValue, scrapeMetrics, startFakeApi, startServe, type Steady, steadyLoad, stop } from './lib.js';
 import { realisticReview } from './review.js';
 
 const SECONDS = Number(process.env['SOAK_SECONDS'] ?? 20);
@@ -110,6 +115,8 @@ function slowBodies(port: number, tls: Tls, stats: Record<string, number>): Atta
     const socket = await open(port, tls);
     const openedAt = Date.now();
     socket.on('error', () => undefined);
+    // Read whatever comes (a 408): a socket nobody reads never sees the server's close.
+    socket.resume();
     socket.write(head(BODY_LIMIT - 1));
     const timer = setInterval(() => (running() ? socket.write(' ') : socket.destroy()), 1000);
     await new Promise<void>((resolve) => socket.once('close', () => resolve()));
@@ -126,6 +133,9 @@ function idleConnections(port: number, tls: Tls, stats: Record<string, number>):
   return workers(IDLE_CONNECTIONS, stats, 'idle', async (running) => {
     const socket = await open(port, tls);
     socket.on('error', () => undefined);
+    // Read whatever comes (a 408): a socket nobody reads never sees the server's
+    // close, and would stop attacking once the server has let go of it.
+    socket.resume();
     const timer = setInterval(() => running() || socket.destroy(), 200);
     await new Promise<void>((resolve) => socket.once('close', () => resolve()));
     clearInterval(timer);
@@ -139,14 +149,26 @@ function legitimate(port: number, tls: Tls, seconds: number): Promise<Steady> {
   return steadyLoad({ port, body: realisticReview('shop', 'checkout'), rate: LEGIT_RATE, seconds, tls: agentTls, maxSockets: 8 });
 }
 
-async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeof createTestPki>, mtls: boolean): Promise<boolean> {
+interface PhaseResult {
+  name: string;
+  peakMiB: number;
+  p99: number;
+  quietP99: number;
+  failed: number;
+  load: number;
+  ok: boolean;
+}
+
+async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeof createTestPki>, mtls: boolean): Promise<PhaseResult> {
   const serving = pki.issue(`soak-${name}`);
-  const { child: serve, port } = await startServe({
+  const { child: serve, port, metricsPort } = await startServe({
     kubeconfigPath,
     cert: serving,
     ca: pki.caCert,
     args: [...(mtls ? ['--client-ca', join(pki.dir, 'ca.crt')] : []), ...(process.env['SOAK_SERVE_ARGS'] ?? '').split(' ').filter(Boolean)],
     everyMs: 50,
+    // SOAK_CLI: another build's dist/cli.js, e.g. to measure an older version under the same attack.
+    ...(process.env['SOAK_CLI'] ? { cli: process.env['SOAK_CLI'] } : {}),
   });
   try {
     const client = pki.issue(`soak-client-${name}`, { client: true });
@@ -164,19 +186,30 @@ async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeo
     await new Promise((r) => setTimeout(r, 1000));
     let sampled = 0;
     const sampler = setInterval(() => (sampled = Math.max(sampled, memory(serve.pid!).now)), 100);
+    // A scrape resets serve's event-loop delay histogram: the next one covers the attack alone.
+    await scrapeMetrics(metricsPort);
+    const load = loadavg()[0] as number;
+    const serveCpu = cpuMs(serve.pid!);
     const legit = await legitimate(port, legitTls, SECONDS);
+    const serveCpuSeconds = (cpuMs(serve.pid!) - serveCpu) / 1000;
+    const metrics = await scrapeMetrics(metricsPort);
     clearInterval(sampler);
     await attackerDone;
     const stats = JSON.parse(report || '{}') as Record<string, number>;
     const after = memory(serve.pid!);
+    const loopMs = (name: string): string => (metricValue(metrics, name) * 1000).toFixed(0);
     const ok = after.peak < TARGET_RSS_MIB && legit.p99 < TARGET_P99_MS && legit.failed === 0;
     console.log(`\n== ${name}: ${SECONDS} s; ${BIG_SENDERS} senders of ${BODY_LIMIT - 1024}-byte reviews, ${SLOW_BODIES} slow bodies, ${IDLE_CONNECTIONS} idle connections${mtls ? ', all without a client certificate (--client-ca on)' : ''}`);
     console.log(`serve RSS: before ${before.now.toFixed(0)} MiB, peak ${after.peak.toFixed(0)} MiB (sampled max ${sampled.toFixed(0)} MiB), after ${after.now.toFixed(0)} MiB (target peak < ${TARGET_RSS_MIB} MiB)`);
     console.log(`legitimate client, quiet:        sent ${quiet.sent}, failed ${quiet.failed}, p50 ${quiet.p50.toFixed(2)} ms, p99 ${quiet.p99.toFixed(2)} ms, max ${quiet.max.toFixed(2)} ms`);
     console.log(`legitimate client, under attack: sent ${legit.sent}, failed ${legit.failed}, p50 ${legit.p50.toFixed(2)} ms, p99 ${legit.p99.toFixed(2)} ms, max ${legit.max.toFixed(2)} ms (target p99 < ${TARGET_P99_MS} ms)`);
+    console.log(`serve event loop delay under attack: p50 ${loopMs('nodejs_eventloop_lag_p50_seconds')} ms, p99 ${loopMs('nodejs_eventloop_lag_p99_seconds')} ms, max ${loopMs('nodejs_eventloop_lag_max_seconds')} ms`);
+    // The attack runs on the same machine: its CPU, and everyone else's, is CPU that serve and the legitimate client wait for.
+    console.log(`machine: ${availableParallelism()} CPUs, load average ${load.toFixed(1)} -> ${(loadavg()[0] as number).toFixed(1)}; CPU seconds used in the ${SECONDS} s: serve ${serveCpuSeconds.toFixed(1)}, attacker ${((stats['attacker cpu ms'] ?? NaN) / 1000).toFixed(1)}`);
+    delete stats['attacker cpu ms'];
     console.log(`attack: ${Object.entries(stats).sort().map(([k, v]) => `${k} ${v}`).join(', ')}`);
     console.log(`targets ${ok ? 'met' : 'NOT met'}`);
-    return ok;
+    return { name, peakMiB: after.peak, p99: legit.p99, quietP99: quiet.p99, failed: legit.failed, load, ok };
   } finally {
     await stop(serve);
   }
@@ -189,6 +222,8 @@ async function attack(port: number, caFile: string, seconds: number): Promise<vo
   const attacks = [bigBodies(port, tls, hostileReview(BODY_LIMIT - 1024), stats), slowBodies(port, tls, stats), idleConnections(port, tls, stats)];
   await new Promise((r) => setTimeout(r, seconds * 1000));
   await Promise.all(attacks.map((a) => a.stop()));
+  const cpu = process.cpuUsage();
+  stats['attacker cpu ms'] = Math.round((cpu.user + cpu.system) / 1000);
   process.stdout.write(JSON.stringify(stats));
 }
 
@@ -196,9 +231,13 @@ async function main(): Promise<void> {
   const pki = createTestPki();
   const fake = await startFakeApi(1000);
   try {
-    const open = await phase('open', fake.kubeconfigPath, pki, false);
-    const mtls = await phase('client-ca', fake.kubeconfigPath, pki, true);
-    console.log(`\nsoak: ${open && mtls ? 'all targets met' : 'targets NOT met'}`);
+    const results = [await phase('open', fake.kubeconfigPath, pki, false), await phase('client-ca', fake.kubeconfigPath, pki, true)];
+    console.log(`\nsoak summary (targets: peak RSS < ${TARGET_RSS_MIB} MiB, legitimate p99 < ${TARGET_P99_MS} ms, no failed request)`);
+    console.log('phase      peak RSS   legit p99 (attack)   legit p99 (quiet)   failed   load avg');
+    for (const r of results) {
+      console.log(`${r.name.padEnd(10)} ${`${r.peakMiB.toFixed(0)} MiB`.padStart(8)}   ${`${r.p99.toFixed(1)} ms`.padStart(18)}   ${`${r.quietP99.toFixed(1)} ms`.padStart(17)}   ${String(r.failed).padStart(6)}   ${r.load.toFixed(1).padStart(8)}`);
+    }
+    console.log(`soak: ${results.every((r) => r.ok) ? 'all targets met' : 'targets NOT met'}`);
   } finally {
     await stop(fake.child);
   }

@@ -10,6 +10,7 @@ import type { ClientVerdict } from '../tls/client-auth.js';
 import { admitReview, BadReviewError, type IdentityProvider, type ReviewOutcome, reviewAdmission } from './admission.js';
 import { type BodyGrant, bodyBudget } from './body-budget.js';
 import { bodyDecoder, type DecodeAnswer } from './body-decoder.js';
+import { readBody } from './read-body.js';
 import type { AdmissionOutcome, WebhookMetrics } from './metrics.js';
 
 /** Timeouts and caps of the HTTPS server (the serve flags of the same names). */
@@ -274,8 +275,7 @@ export async function buildWebhookApp(o: WebhookAppOptions) {
   // worker thread instead: see body-decoder.ts.
   const decoder = bodyDecoder(o.mutation.annotationPrefix);
   app.addHook('onClose', async () => decoder.close());
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
-    const body = raw as Buffer;
+  const parseBody = (request: FastifyRequest, body: Buffer, done: (err: Error | null, body?: unknown) => void): void => {
     request[bodyGrant]?.shrink(body.length);
     if (body.length === 0) {
       done(Object.assign(new Error('request body is empty'), { statusCode: 400, code: 'FST_ERR_CTP_EMPTY_JSON_BODY' }), undefined);
@@ -289,8 +289,11 @@ export async function buildWebhookApp(o: WebhookAppOptions) {
       }
       return;
     }
-    const bytes = body.length; // the body moves to the worker
-    void decoder.decode(body).then((d) => {
+    const bytes = body.length; // the body moves to the worker, or the worker reads it from the budget's memory
+    const decoding = decoder.decode(body);
+    // The worker may still read the body's bytes after the client went away.
+    if (body.buffer instanceof SharedArrayBuffer) request[bodyGrant]?.busyUntil(decoding);
+    void decoding.then((d) => {
       if ('failed' in d) {
         o.logger.warn({ bytes, reason: d.failed }, 'a large request body could not be decoded within the decoder\'s memory');
         done(Object.assign(new Error('request body could not be decoded within the webhook\'s memory bound'), { statusCode: 413, code: 'BODY_DECODE_FAILED' }), undefined);
@@ -299,6 +302,18 @@ export async function buildWebhookApp(o: WebhookAppOptions) {
       } else {
         done(null, new DecodedBody(d));
       }
+    });
+  };
+  app.addContentTypeParser('application/json', (request, payload, done) => {
+    const header = request.headers['content-length'];
+    const contentLength = header === undefined ? undefined : Number(header);
+    // A large body goes straight into its share of the budget's memory (body-budget.ts).
+    const memory = request[bodyGrant]?.memory;
+    const known = Number.isSafeInteger(contentLength) ? contentLength : undefined;
+    const allocate = memory && memory.length === known ? () => memory : undefined;
+    readBody(payload, { contentLength: known, limit: o.bodyLimit, ...(allocate ? { allocate } : {}) }, (err, body) => {
+      if (err) done(err, undefined);
+      else parseBody(request, body as Buffer, done);
     });
   });
   // While draining, every response closes its connection (as Go's Shutdown does),

@@ -5,6 +5,7 @@
 // hostile JSON cost neither the main heap nor the main event loop.
 import { Worker } from 'node:worker_threads';
 import type { DecodedReview } from './admission.js';
+import { reholdYoungGeneration } from './heap.js';
 
 export interface DecodeJob {
   id: number;
@@ -47,6 +48,8 @@ export function bodyDecoder(annotationPrefix: string): BodyDecoder {
       stdout: false,
       stderr: false,
     });
+    // Starting an isolate resets a V8 flag the main thread relies on (heap.ts).
+    worker.once('online', reholdYoungGeneration);
     const self: Running = { worker, pending: new Map() };
     worker.on('message', (a: DecodeAnswer) => {
       const resolve = self.pending.get(a.id);
@@ -70,12 +73,14 @@ export function bodyDecoder(annotationPrefix: string): BodyDecoder {
     decode(body) {
       const r = (running ??= start());
       const id = nextId++;
-      // The body's own ArrayBuffer moves to the worker without a copy when it can.
-      const bytes = body.byteOffset === 0 && body.buffer.byteLength === body.length ? body : new Uint8Array(body);
+      // Shared memory (the body budget's) is read by the worker in place; a
+      // body's own ArrayBuffer moves to the worker without a copy when it can.
+      const shared = body.buffer instanceof SharedArrayBuffer;
+      const bytes = shared || (body.byteOffset === 0 && body.buffer.byteLength === body.length) ? body : new Uint8Array(body);
       return new Promise((resolve) => {
         r.pending.set(id, resolve);
         r.worker.ref();
-        r.worker.postMessage({ id, body: bytes } satisfies DecodeJob, [bytes.buffer as ArrayBuffer]);
+        r.worker.postMessage({ id, body: bytes } satisfies DecodeJob, shared ? [] : [bytes.buffer as ArrayBuffer]);
       });
     },
     async close() {
