@@ -620,6 +620,7 @@ start_apiserver() { # -> 0 ready, 2 port clash (retry), 1 other failure
     --enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
     --endpoint-reconciler-type=none \
     --allow-privileged=true \
+    --kubelet-preferred-address-types=InternalIP \
     --profiling=false \
     "${extra[@]}"
   deadline=$((STARTUP_TIMEOUT > 0 ? SECONDS + STARTUP_TIMEOUT : -1))
