@@ -149,6 +149,7 @@ prepare() {
   log "building kube-apiserver, etcd and helm for the end-to-end and chart tests (cached in $BIN)"
   build
   log "control plane binaries ready ($((SECONDS - start))s)"
+  prepare_node # test/e2e/node.test.ts
 }
 
 # ------------------------------------------------------------------ node ---
@@ -159,8 +160,9 @@ prepare() {
 node_unsupported() {
   ((EUID == 0)) || { echo "not root (containerd and the kubelet need root)"; return; }
   [[ -d /sys/fs/cgroup ]] || { echo "no /sys/fs/cgroup"; return; }
-  command -v containerd >/dev/null && command -v runc >/dev/null ||
-    echo "containerd or runc is not installed (apt-get install containerd runc containernetworking-plugins)"
+  command -v containerd >/dev/null && command -v ctr >/dev/null && command -v runc >/dev/null ||
+    { echo "containerd or runc is not installed (apt-get install containerd runc)"; return; }
+  command -v ip >/dev/null || echo "ip is not installed (apt-get install iproute2)"
 }
 
 prepare_node() {
@@ -304,8 +306,17 @@ YAML
 # containerd (they outlive it), so they are found by runc's state and by the
 # socket address on their command lines.
 stop_node() {
-  local d=$STATE/node id pid c f arg
+  local d=$STATE/node id pid c f arg args ns i
   stop_proc "$STATE/kubelet.pid" kubelet
+  # containerd, while it runs, stops its tasks and shims cleanly (a killed
+  # shim leaves its socket in /run/containerd/s).
+  if pid_alive "$STATE/containerd.pid" containerd; then
+    for id in $(timeout 10 ctr --address "$d/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null); do
+      timeout 10 ctr --address "$d/containerd.sock" -n k8s.io tasks delete --force "$id" >/dev/null 2>&1 || true
+    done
+  fi
+  # What is left (containerd dead or stuck): the containers by runc's state,
+  # then their shims.
   if [[ -d $d/runc ]]; then
     for id in $(runc --root "$d/runc" list -q 2>/dev/null); do
       runc --root "$d/runc" delete --force "$id" >/dev/null 2>&1 || true
@@ -313,9 +324,16 @@ stop_node() {
   fi
   for f in /proc/[0-9]*/cmdline; do
     pid=${f#/proc/}; pid=${pid%/cmdline}
-    while IFS= read -r -d '' arg; do
-      if [[ $arg == "$d/containerd.sock" ]]; then kill -KILL "$pid" 2>/dev/null || true; break; fi
-    done <"$f" 2>/dev/null || true
+    args=()
+    while IFS= read -r -d '' arg; do args+=("$arg"); done <"$f" 2>/dev/null || continue
+    [[ " ${args[*]} " == *" -address $d/containerd.sock "* ]] || continue
+    kill -KILL "$pid" 2>/dev/null || true
+    # A shim's socket is /run/containerd/s/sha256(address/namespace/id) (containerd 1.6, 1.7).
+    ns= id=
+    for ((i = 0; i < ${#args[@]} - 1; i++)); do
+      case ${args[i]} in -namespace) ns=${args[i + 1]} ;; -id) id=${args[i + 1]} ;; esac
+    done
+    [[ -z $ns || -z $id ]] || rm -f "/run/containerd/s/$(printf '%s' "$d/containerd.sock/$ns/$id" | sha256sum | cut -d' ' -f1)"
   done
   stop_proc "$STATE/containerd.pid" containerd
   if [[ -f $STATE/node.cgroup ]]; then

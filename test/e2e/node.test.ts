@@ -90,10 +90,13 @@ if (why) {
 } else {
   const dir = tempDir('piw-node-');
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  let since = Date.now();
   const images = buildImages(dir);
+  t.comment(`images built in ${Date.now() - since} ms`);
   // The API server signs with a key of ours, so `oidc` can write the keys the STS stand-in checks.
   const signingKey = join(dir, 'sa.key');
   const publicKey = join(dir, 'sa.pub');
+  since = Date.now();
   spawnSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', signingKey], { stdio: 'ignore' });
   spawnSync('openssl', ['pkey', '-in', signingKey, '-pubout', '-out', publicKey], { stdio: 'ignore' });
   const started = await startCluster(
@@ -101,6 +104,7 @@ if (why) {
     { PIW_NODE_IMAGES: images.join(' '), PIW_NODE_SANDBOX_IMAGE: PAUSE_IMAGE, PIW_NODE_NAME: NODE, PIW_SA_ISSUER: ISSUER, PIW_SA_SIGNING_KEY_FILE: signingKey, PIW_SA_KEY_FILE: publicKey },
     { withNode: true },
   );
+  t.comment(`control plane and node ready in ${Date.now() - since} ms`);
   if ('skip' in started) t.skip(`node end-to-end tests: ${started.skip}`, () => undefined);
   else await t.test('a pod on a real node gets the token and the role', async (t) => run(t, started.cluster, dir, publicKey));
 }
@@ -119,6 +123,12 @@ function buildImages(dir: string): string[] {
   writeFileSync(join(rootfs, 'app', 'probe.mjs'), PROBE);
   copyPackages(join(ROOT, 'node_modules'), ['@aws-sdk/credential-providers'], join(rootfs, 'app', 'node_modules'));
   const appImage = buildImage({ rootfs, name: APP_IMAGE, entrypoint: [node, '/app/probe.mjs'] }, join(app, 'build'));
+  // Only the archives are needed from here on (the app's tree is about 125 MB, three times over).
+  for (const d of [pause, app]) {
+    rmSync(join(d, 'rootfs'), { recursive: true, force: true });
+    rmSync(join(d, 'build', 'layout'), { recursive: true, force: true });
+    rmSync(join(d, 'build', 'layer.tar'), { force: true });
+  }
   return [pauseImage.archive, appImage.archive];
 }
 
