@@ -2,7 +2,9 @@
 // annotated ServiceAccount is mutated by the webhook, the kubelet projects the
 // token, containerd passes the environment, and the container, non-root with a
 // read-only root filesystem, reads the token and gets the role's credentials
-// with the AWS SDK's default chain from the STS stand-in. The node is
+// with the AWS SDK's default chain from the STS stand-in (IRSA), or from a
+// stand-in of the EKS Pod Identity agent (container credentials); a pod of an
+// unannotated ServiceAccount gets nothing. The node is
 // `scripts/controlplane.sh run --with-node` (containerd + kubelet); the images
 // are built here (no registry): the sandbox "pause" and one with this
 // process's Node binary, the probe script below and the SDK's packages.
@@ -13,6 +15,7 @@ import t, { type Test } from 'tap';
 import type { V1Pod } from '@kubernetes/client-node';
 import { CONTROLPLANE_CACHE, type Cluster, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST } from '../helpers/cluster.js';
 import { addNode, buildImage, buildPause, copyPackages } from '../helpers/oci-image.js';
+import { startPodIdentityAgent } from '../helpers/pod-identity-agent.js';
 import { credentialsForRole, startStsStandin } from '../helpers/sts-standin.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -22,6 +25,7 @@ const APP_IMAGE = 'docker.io/library/piw-node-probe:1';
 const ISSUER = 'https://oidc.node-e2e.example.com';
 const ACCOUNT = '111122223333';
 const ROLE = `arn:aws:iam::${ACCOUNT}:role/node-app`;
+const AGENT_ROLE = `arn:aws:iam::${ACCOUNT}:role/node-pod-identity`;
 const LABEL = 'piw-node-e2e';
 const UID = 1000;
 const GID = 3000;
@@ -32,7 +36,7 @@ const PROBE = `
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 const out = { uid: process.getuid(), gid: process.getgid(), env: {} };
 for (const [k, v] of Object.entries(process.env)) if (k.startsWith('AWS_')) out.env[k] = v;
-const file = process.env.AWS_WEB_IDENTITY_TOKEN_FILE;
+const file = process.env.AWS_WEB_IDENTITY_TOKEN_FILE ?? process.env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE;
 if (file) {
   const st = statSync(file);
   out.file = { mode: (st.mode & 0o777).toString(8), uid: st.uid, gid: st.gid };
@@ -141,19 +145,34 @@ async function run(t: Test, cluster: Cluster, dir: string, publicKey: string): P
   t.equal(oidc.status, 0, oidc.stderr);
   const jwks = JSON.parse(readFileSync(join(issuerDir, 'keys.json'), 'utf8')) as { keys: object[] };
 
+  const ns = `node-${Date.now().toString(36)}`;
+  const sub = (sa: string): string => `system:serviceaccount:${ns}:${sa}`;
+  // Container-credentials mode: the ServiceAccount `agent` is in the identities
+  // file, and the injected URI points at a stand-in of the Pod Identity agent.
+  const agent = await startPodIdentityAgent({ issuer: ISSUER, jwks, associations: new Map([[sub('agent'), AGENT_ROLE]]) });
+  t.teardown(() => agent.close());
+  const identitiesFile = join(dir, 'identities.json');
+  writeFileSync(identitiesFile, JSON.stringify({ identities: [{ namespace: ns, serviceAccount: 'agent' }] }));
+
   const certDir = join(dir, 'certs');
   t.equal(cli(['certs', '--out-dir', certDir, '--ip', WEBHOOK_HOST]).status, 0);
   const ca = readFileSync(join(certDir, 'ca.crt'), 'utf8');
-  const webhook = await startWebhook(['--kubeconfig', cluster.kubeconfig, '--tls-cert', join(certDir, 'tls.crt'), '--tls-key', join(certDir, 'tls.key'), '--aws-default-region', 'eu-west-1'], ca);
+  const webhook = await startWebhook([
+    '--kubeconfig', cluster.kubeconfig,
+    '--tls-cert', join(certDir, 'tls.crt'),
+    '--tls-key', join(certDir, 'tls.key'),
+    '--aws-default-region', 'eu-west-1',
+    '--watch-container-credentials-config', identitiesFile,
+    '--container-credentials-full-uri', agent.url,
+  ], ca);
   t.teardown(() => webhook.stop());
 
-  const ns = `node-${Date.now().toString(36)}`;
   await core.createNamespace({ body: { metadata: { name: ns, labels: { [LABEL]: 'true' } } } });
   // What kube-controller-manager (not run here) would publish: every pod's
   // default API access volume needs it, or the kubelet never starts the pod.
   const clusterCa = cluster.kc.getCurrentCluster()!.caData!;
   await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'kube-root-ca.crt' }, data: { 'ca.crt': Buffer.from(clusterCa, 'base64').toString('utf8') } } });
-  const sub = (sa: string): string => `system:serviceaccount:${ns}:${sa}`;
+  await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'agent', annotations: { 'eks.amazonaws.com/role-arn': AGENT_ROLE } } } });
   await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'app', annotations: { 'eks.amazonaws.com/role-arn': ROLE } } } });
   await core.createNamespacedServiceAccount({
     namespace: ns,
@@ -206,7 +225,7 @@ async function run(t: Test, cluster: Cluster, dir: string, publicKey: string): P
     const pod = await until('the webhook configuration to take effect', async () => {
       const name = `${sa}-${attempt++}`;
       const p = await core.createNamespacedPod({ namespace: ns, body: podSpec(name, sa, args) });
-      const injected = p.spec!.containers[0]!.env!.some((e) => e.name === 'AWS_ROLE_ARN');
+      const injected = p.spec!.containers[0]!.env!.some((e) => e.name === 'AWS_ROLE_ARN' || e.name === 'AWS_CONTAINER_CREDENTIALS_FULL_URI');
       if (injected === mutated) return p;
       await core.deleteNamespacedPod({ name, namespace: ns, gracePeriodSeconds: 0 });
       return undefined;
@@ -255,6 +274,19 @@ async function run(t: Test, cluster: Cluster, dir: string, publicKey: string): P
     t.same(probe.claims?.aud, ['custom.example.com']);
     t.equal(probe.claims!.exp - probe.claims!.iat, 7200);
     t.equal(probe.env['AWS_WEB_IDENTITY_TOKEN_FILE'], '/var/run/secrets/eks.amazonaws.com/serviceaccount/token');
+  });
+
+  await t.test('container credentials: the SDK calls the Pod Identity agent with the projected token', async (t) => {
+    const { probe, phase } = await runPod('agent', ['sdk'], true);
+    t.equal(phase, 'Succeeded');
+    t.equal(probe.env['AWS_CONTAINER_CREDENTIALS_FULL_URI'], agent.url);
+    t.equal(probe.env['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE'], '/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token');
+    t.equal(probe.env['AWS_ROLE_ARN'], undefined);
+    t.same(probe.claims?.aud, ['pods.eks.amazonaws.com']);
+    t.equal(probe.claims?.sub, sub('agent'));
+    t.same(probe.file, { mode: '600', uid: UID, gid: 0 }, JSON.stringify(probe.file));
+    t.same(probe.credentials, credentialsForRole(AGENT_ROLE), probe.sdkError ? JSON.stringify(probe.sdkError) : 'the association\'s credentials');
+    t.same(agent.requests.at(-1), { status: 200, sub: sub('agent') });
   });
 
   await t.test('a pod of an unannotated ServiceAccount gets no AWS credentials', async (t) => {
