@@ -345,6 +345,13 @@ stop_node() {
       find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
     done
   fi
+  # The kubelet's only files outside its root: log symlinks, and the device
+  # plugin socket (a fixed path, taken over by the latest kubelet started).
+  for f in /var/log/containers/*.log; do
+    [[ -L $f && $(readlink "$f") == "$d/"* ]] && rm -f "$f"
+  done
+  rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+  rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet /var/log/containers 2>/dev/null || true
   if [[ -d $d ]]; then
     # Mounts under the node's directory (snapshots, shm, volumes), deepest first.
     awk -v p="$d/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
