@@ -68,6 +68,21 @@ interface Probe {
   sdkError?: { name: string; message: string };
 }
 
+/** Container states the kubelet does not recover from by itself. */
+const FATAL_WAITING = new Set(['ErrImageNeverPull', 'ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'CreateContainerConfigError', 'CreateContainerError', 'RunContainerError']);
+
+/** The end of the kubelet's and containerd's logs, for a failure message. */
+function nodeLogs(cluster: Cluster): string {
+  if (!cluster.stateDir) return '';
+  return ['kubelet', 'containerd']
+    .map((name) => {
+      const file = join(cluster.stateDir!, `${name}.log`);
+      const lines = existsSync(file) ? readFileSync(file, 'utf8').trimEnd().split('\n').slice(-12).join('\n') : '(no log)';
+      return `--- last lines of ${name}.log ---\n${lines}`;
+    })
+    .join('\n');
+}
+
 function missing(): string | undefined {
   if (process.getuid?.() !== 0) return 'not root: containerd and the kubelet need root';
   if (!existsSync('/sys/fs/cgroup')) return 'no /sys/fs/cgroup';
@@ -231,10 +246,18 @@ async function run(t: Test, cluster: Cluster, dir: string, publicKey: string): P
       return undefined;
     }, { everyMs: 300 });
     const name = pod.metadata!.name!;
+    // A pod the node cannot start (image, config, sandbox) ends the wait with the reason and the node's logs.
+    let stuck: string | undefined;
     const phase = await until(`pod ${name} to finish on the node`, async () => {
       const p = await core.readNamespacedPod({ name, namespace: ns });
-      return p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed' ? p.status.phase : undefined;
-    }, { everyMs: 250 });
+      if (p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') return p.status.phase;
+      const waiting = p.status?.containerStatuses?.[0]?.state?.waiting;
+      if (waiting?.reason && FATAL_WAITING.has(waiting.reason)) stuck = `${waiting.reason}: ${waiting.message ?? ''}`;
+      const events = await core.listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name}` });
+      const sandbox = events.items.find((e) => e.reason === 'FailedCreatePodSandBox' && (e.count ?? 1) >= 3);
+      if (sandbox) stuck = `FailedCreatePodSandBox: ${sandbox.message ?? ''}`;
+      return undefined;
+    }, { everyMs: 250, giveUpIf: () => (stuck ? `${stuck}\n${nodeLogs(cluster)}` : undefined) });
     const logs = await core.readNamespacedPodLog({ name, namespace: ns, container: 'app' });
     const line = logs.split('\n').find((l) => l.startsWith('PROBE '));
     if (!line) throw new Error(`pod ${name} (${phase}) printed no probe line:\n${logs}`);
