@@ -255,6 +255,8 @@ TOML
     log "importing $img"
     ctr --address "$sock" -n k8s.io images import "$img" >&2 || die "importing $img into containerd failed"
   done
+  ctr --address "$sock" -n k8s.io images ls -q 2>/dev/null | grep -qxF "$SANDBOX_IMAGE" ||
+    log "warning: the sandbox image $SANDBOX_IMAGE is not among PIW_NODE_IMAGES; no pod can start (there is no registry)"
   # The kubelet refuses a loopback node IP, and kube-apiserver reaches it
   # (logs, exec) at that address: the address of the default route.
   ip=$(ip -4 route get 192.0.2.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
