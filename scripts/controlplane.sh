@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Local Kubernetes control plane (etcd + kube-apiserver, no kubelet,
-# scheduler or controller-manager) for the end-to-end tests.
+# Local Kubernetes control plane (etcd + kube-apiserver, no scheduler or
+# controller-manager; with --with-node a kubelet and containerd) for the
+# end-to-end tests.
 #
-#   scripts/controlplane.sh up      build if needed, start, print KUBECONFIG=<path> (last stdout line)
+#   scripts/controlplane.sh up [--with-node]
+#                                   build if needed, start, print KUBECONFIG=<path> (last stdout line)
 #   scripts/controlplane.sh down    stop both processes, remove the state directory
 #   scripts/controlplane.sh env     print KEY=VALUE lines describing the running control plane
 #   scripts/controlplane.sh status  exit 0 if running and ready, 1 otherwise
@@ -10,7 +12,7 @@
 #   scripts/controlplane.sh build-node  only build (or reuse) the kubelet (node tier)
 #   scripts/controlplane.sh prepare build for `npm test`; without Go: a notice and exit 0
 #                                   (exit 1 when CI is set)
-#   scripts/controlplane.sh run NAME
+#   scripts/controlplane.sh run NAME [--with-node]
 #                                   supervised, for tests: start a control plane of its
 #                                   own in a fresh $CACHE/runs/NAME.* directory, print
 #                                   KUBECONFIG=<path>, then wait for EOF on stdin (the
@@ -36,6 +38,12 @@
 #   PIW_SA_KEY_FILE          --service-account-key-file, comma-separated list allowed
 #                            (default: PIW_SA_SIGNING_KEY_FILE if set, else the generated public key)
 #   PIW_APISERVER_EXTRA_ARGS extra kube-apiserver flags (word-split on whitespace)
+#   PIW_NODE_IMAGES          --with-node: image archives (OCI, space-separated) imported
+#                            into the node's containerd before the kubelet starts; there
+#                            is no registry, so the sandbox image must be among them
+#   PIW_NODE_SANDBOX_IMAGE   --with-node: containerd's sandbox image (default
+#                            docker.io/library/piw-pause:1)
+#   PIW_NODE_NAME            --with-node: the node's name (default piw-node)
 #   PIW_STARTUP_TIMEOUT      seconds to wait for etcd and for /readyz (default 600 for
 #                            `up`, 0 = until the daemon exits for `run`, whose caller
 #                            has a deadline of its own)
@@ -53,6 +61,10 @@ RUNS=$CACHE/runs # per-run state directories of `run`
 STARTUP_TIMEOUT=${PIW_STARTUP_TIMEOUT:-600}
 SUPERVISED= # set by `run`: daemons die with this script
 MARKER=.piw-controlplane # marks a directory this script may delete
+WITH_NODE= # --with-node: a kubelet and containerd as well
+NODE_NAME=${PIW_NODE_NAME:-piw-node}
+SANDBOX_IMAGE=${PIW_NODE_SANDBOX_IMAGE:-docker.io/library/piw-pause:1}
+NODE_CGROUP=
 
 log() { printf 'controlplane: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -137,18 +149,20 @@ prepare() {
   log "building kube-apiserver, etcd and helm for the end-to-end and chart tests (cached in $BIN)"
   build
   log "control plane binaries ready ($((SECONDS - start))s)"
+  prepare_node # test/e2e/node.test.ts
 }
 
 # ------------------------------------------------------------------ node ---
-# The node tier (kubelet + containerd) of the end-to-end tests. Only the
-# kubelet build is here so far; see test/controlplane/README.md.
+# The node tier (kubelet + containerd) of the end-to-end tests; see
+# test/controlplane/README.md.
 
 # Why no node can run here, or nothing: containerd needs root and cgroups.
 node_unsupported() {
   ((EUID == 0)) || { echo "not root (containerd and the kubelet need root)"; return; }
   [[ -d /sys/fs/cgroup ]] || { echo "no /sys/fs/cgroup"; return; }
-  command -v containerd >/dev/null && command -v runc >/dev/null ||
-    echo "containerd or runc is not installed (apt-get install containerd runc containernetworking-plugins)"
+  command -v containerd >/dev/null && command -v ctr >/dev/null && command -v runc >/dev/null ||
+    { echo "containerd or runc is not installed (apt-get install containerd runc)"; return; }
+  command -v ip >/dev/null || echo "ip is not installed (apt-get install iproute2)"
 }
 
 prepare_node() {
@@ -162,6 +176,188 @@ prepare_node() {
   fi
   build_node
   log "node binaries ready ($((SECONDS - start))s)"
+}
+
+# The node: a private containerd (CRI) and the kubelet, registered as
+# $NODE_NAME. Everything lives under $STATE/node: containerd's root, state and
+# socket, runc's state, the kubelet's root and the pods' logs; the pods'
+# cgroups under /$NODE_CGROUP in every hierarchy. Pods name the node
+# (spec.nodeName; there is no scheduler) and use the host network (there is no
+# CNI network; the node stays NotReady for NetworkReady, which the kubelet
+# only holds against pods that need a pod network).
+node_cgroup_dirs() { # every hierarchy's directory of this run's cgroup root
+  local c
+  for c in /sys/fs/cgroup/*/; do
+    [[ -e $c/cgroup.procs ]] && echo "${c%/}/$NODE_CGROUP"
+  done
+  # cgroup v2 (unified at the top)
+  [[ -e /sys/fs/cgroup/cgroup.procs ]] && echo "/sys/fs/cgroup/$NODE_CGROUP"
+  return 0
+}
+
+start_node() {
+  local d=$STATE/node why port sock deadline img c ip
+  why=$(node_unsupported)
+  [[ -z $why ]] || die "--with-node: no node can run here: $why"
+  [[ -x $BIN/kubelet ]] || die "--with-node: no kubelet in $BIN (run: $0 build-node)"
+  mkdir -p "$d"/{cni/bin,cni/conf,kubelet,pod-logs}
+  sock=$d/containerd.sock
+  NODE_CGROUP=piw-$(basename "$STATE")
+  echo "$NODE_CGROUP" >"$STATE/node.cgroup"
+  # The kubelet wants its cgroup root to exist; a cpuset child starts with no
+  # CPUs or memory nodes, so it gets its parent's.
+  for c in $(node_cgroup_dirs); do
+    mkdir -p "$c"
+    if [[ $c == */cpuset/* ]]; then
+      cat "$(dirname "$c")/cpuset.cpus" >"$c/cpuset.cpus"
+      cat "$(dirname "$c")/cpuset.mems" >"$c/cpuset.mems"
+    fi
+  done
+  cat >"$d/containerd.toml" <<TOML
+version = 2
+root = "$d/containerd/root"
+state = "$d/containerd/state"
+[grpc]
+  address = "$sock"
+[ttrpc]
+  address = "$sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$d/containerd/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$SANDBOX_IMAGE"
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  # Without CAP_SYS_RESOURCE (a container), runc cannot give the sandbox the
+  # negative OOM score the kubelet asks for: no lower than containerd's own.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "$d/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$d/cni/bin"
+    conf_dir = "$d/cni/conf"
+TOML
+  log "starting containerd ($sock)"
+  start_daemon containerd --config "$d/containerd.toml"
+  deadline=$((STARTUP_TIMEOUT > 0 ? SECONDS + STARTUP_TIMEOUT : -1))
+  until ctr --address "$sock" version >/dev/null 2>&1; do
+    pid_alive "$STATE/containerd.pid" containerd || die "containerd exited (log: $STATE/containerd.log)"
+    ((deadline < 0 || SECONDS < deadline)) || die "containerd not serving after ${STARTUP_TIMEOUT}s"
+    sleep 0.2
+  done
+  # No registry: the images (the sandbox image among them) come as archives.
+  for img in ${PIW_NODE_IMAGES:-}; do
+    log "importing $img"
+    ctr --address "$sock" -n k8s.io images import "$img" >&2 || die "importing $img into containerd failed"
+  done
+  ctr --address "$sock" -n k8s.io images ls -q 2>/dev/null | grep -qxF "$SANDBOX_IMAGE" ||
+    log "warning: the sandbox image $SANDBOX_IMAGE is not among PIW_NODE_IMAGES; no pod can start (there is no registry)"
+  # The kubelet refuses a loopback node IP, and kube-apiserver reaches it
+  # (logs, exec) at that address: the address of the default route.
+  ip=$(ip -4 route get 192.0.2.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
+  [[ -n $ip && $ip != 127.* ]] || die "--with-node: no non-loopback IPv4 address for the node (the kubelet needs one)"
+  port=$(free_port)
+  cat >"$d/kubelet.yaml" <<YAML
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $ip
+port: $port
+readOnlyPort: 0
+healthzPort: 0
+# kube-apiserver reaches the kubelet (logs, exec) as anonymous.
+authentication:
+  anonymous: {enabled: true}
+  webhook: {enabled: false}
+  x509: {clientCAFile: "$STATE/pki/ca.crt"}
+authorization: {mode: AlwaysAllow}
+cgroupDriver: cgroupfs
+cgroupRoot: /$NODE_CGROUP
+failSwapOn: false
+containerRuntimeEndpoint: unix://$sock
+podLogsDir: $d/pod-logs
+# The images are imported, never pulled: never collect them.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {}
+YAML
+  write_kubeconfig "$(<"$STATE/apiserver.port")" node "$d/kubelet.kubeconfig"
+  log "starting the kubelet (node $NODE_NAME, $ip:$port)"
+  start_daemon kubelet \
+    --config="$d/kubelet.yaml" \
+    --kubeconfig="$d/kubelet.kubeconfig" \
+    --root-dir="$d/kubelet" \
+    --cert-dir="$d/kubelet/pki" \
+    --hostname-override="$NODE_NAME" \
+    --node-ip="$ip"
+  # Ready to take pods once the kubelet has registered its node.
+  until curl_api "/api/v1/nodes/$NODE_NAME" >/dev/null 2>&1; do
+    pid_alive "$STATE/kubelet.pid" kubelet || die "the kubelet exited (log: $STATE/kubelet.log)"
+    ((deadline < 0 || SECONDS < deadline)) || die "node $NODE_NAME not registered after ${STARTUP_TIMEOUT}s"
+    sleep 0.25
+  done
+  log "node $NODE_NAME registered"
+}
+
+# Stops the node's kubelet, containers, shims and containerd, and removes its
+# cgroups and mounts. The containers and their shims are not children of
+# containerd (they outlive it), so they are found by runc's state and by the
+# socket address on their command lines.
+stop_node() {
+  local d=$STATE/node id pid c f arg args ns i
+  stop_proc "$STATE/kubelet.pid" kubelet
+  # containerd, while it runs, stops its tasks and shims cleanly (a killed
+  # shim leaves its socket in /run/containerd/s).
+  if pid_alive "$STATE/containerd.pid" containerd; then
+    for id in $(timeout 10 ctr --address "$d/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null); do
+      timeout 10 ctr --address "$d/containerd.sock" -n k8s.io tasks delete --force "$id" >/dev/null 2>&1 || true
+    done
+  fi
+  # What is left (containerd dead or stuck): the containers by runc's state,
+  # then their shims.
+  if [[ -d $d/runc ]]; then
+    for id in $(runc --root "$d/runc" list -q 2>/dev/null); do
+      runc --root "$d/runc" delete --force "$id" >/dev/null 2>&1 || true
+    done
+  fi
+  for f in /proc/[0-9]*/cmdline; do
+    pid=${f#/proc/}; pid=${pid%/cmdline}
+    args=()
+    while IFS= read -r -d '' arg; do args+=("$arg"); done <"$f" 2>/dev/null || continue
+    [[ " ${args[*]} " == *" -address $d/containerd.sock "* ]] || continue
+    kill -KILL "$pid" 2>/dev/null || true
+    # A shim's socket is /run/containerd/s/sha256(address/namespace/id) (containerd 1.6, 1.7).
+    ns= id=
+    for ((i = 0; i < ${#args[@]} - 1; i++)); do
+      case ${args[i]} in -namespace) ns=${args[i + 1]} ;; -id) id=${args[i + 1]} ;; esac
+    done
+    [[ -z $ns || -z $id ]] || rm -f "/run/containerd/s/$(printf '%s' "$d/containerd.sock/$ns/$id" | sha256sum | cut -d' ' -f1)"
+  done
+  stop_proc "$STATE/containerd.pid" containerd
+  if [[ -f $STATE/node.cgroup ]]; then
+    NODE_CGROUP=$(<"$STATE/node.cgroup")
+    for c in $(node_cgroup_dirs); do
+      [[ -d $c ]] || continue
+      # What is left in them dies, then the directories go, deepest first.
+      find "$c" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+      find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
+  fi
+  # The kubelet's only files outside its root: log symlinks, and the device
+  # plugin socket (a fixed path, taken over by the latest kubelet started).
+  for f in /var/log/containers/*.log; do
+    [[ -L $f && $(readlink "$f") == "$d/"* ]] && rm -f "$f"
+  done
+  rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+  rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet /var/log/containers 2>/dev/null || true
+  if [[ -d $d ]]; then
+    # Mounts under the node's directory (snapshots, shm, volumes), deepest first.
+    awk -v p="$d/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  fi
 }
 
 build_node() {
@@ -215,13 +411,18 @@ proc_running() { # pid
   [[ ${st%% *} != Z ]]
 }
 
+# The executable of a daemon: ours in $BIN, containerd the system's.
+daemon_exe() { # name
+  if [[ $1 == containerd ]]; then realpath "$(command -v containerd)"; else echo "$BIN/$1"; fi
+}
+
 pid_alive() { # pidfile binary-name
   local pid
   [[ -f $1 ]] || return 1
   pid=$(<"$1")
   [[ $pid =~ ^[0-9]+$ ]] && proc_running "$pid" || return 1
   # Guard against pid reuse: the process must be our binary.
-  [[ $(readlink "/proc/$pid/exe" 2>/dev/null || true) == "$BIN/$2"* ]] ||
+  [[ $(readlink "/proc/$pid/exe" 2>/dev/null || true) == "$(daemon_exe "$2")"* ]] ||
     [[ ! -e /proc/$pid ]] # no /proc: trust kill -0
 }
 
@@ -244,7 +445,7 @@ stop_proc() { # pidfile binary-name
 
 tail_logs() {
   local f
-  for f in "$STATE"/etcd.log "$STATE"/kube-apiserver.log; do
+  for f in "$STATE"/etcd.log "$STATE"/kube-apiserver.log "$STATE"/containerd.log "$STATE"/kubelet.log; do
     [[ -f $f ]] || continue
     printf '\n===== last 40 lines of %s =====\n' "$f" >&2
     tail -n 40 "$f" >&2
@@ -270,10 +471,12 @@ start_daemon() { # name args... ; logs to $STATE/name.log
   # through a pipe see EOF when this script exits.
   # The log holds the last attempt only (port-clash detection greps it).
   # Supervised (`run`): no setsid, and SIGKILL when this script dies.
+  local exe
+  exe=$(daemon_exe "$name")
   if [[ -n $SUPERVISED ]]; then
-    "${DEATHSIG[@]}" "$BIN/$name" "$@" </dev/null >"$STATE/$name.log" 2>&1 6>&- 7>&- 8>&- 9>&- &
+    "${DEATHSIG[@]}" "$exe" "$@" </dev/null >"$STATE/$name.log" 2>&1 6>&- 7>&- 8>&- 9>&- &
   else
-    setsid "$BIN/$name" "$@" </dev/null >"$STATE/$name.log" 2>&1 8>&- 9>&- &
+    setsid "$exe" "$@" </dev/null >"$STATE/$name.log" 2>&1 8>&- 9>&- &
   fi
   local pid=$! i
   disown "$pid" # no "Killed" job notices from this shell
@@ -315,6 +518,10 @@ subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubern
     issue admin "/O=system:masters/CN=piw-admin" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
+    # The node's kubelet (Node authorizer: group system:nodes, user system:node:NAME).
+    issue node "/O=system:nodes/CN=system:node:$NODE_NAME" "basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth"
     # Service-account token signing key (RS256, what AWS STS expects).
     ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
     ossl pkey -in sa.key -pubout -out sa.pub
@@ -322,12 +529,12 @@ extendedKeyUsage=clientAuth"
   ) || die "generating certificates with openssl failed"
 }
 
-write_kubeconfig() { # port
-  local d=$STATE/pki b64
+write_kubeconfig() { # port [client (pki name) [file]]
+  local d=$STATE/pki b64 client=${2:-admin} out=${3:-$STATE/kubeconfig}
   b64() { base64 <"$1" | tr -d '\n'; }
   (
     umask 077
-    cat >"$STATE/kubeconfig.tmp" <<EOF
+    cat >"$out.tmp" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
@@ -338,8 +545,8 @@ clusters:
 users:
 - name: piw-admin
   user:
-    client-certificate-data: $(b64 "$d/admin.crt")
-    client-key-data: $(b64 "$d/admin.key")
+    client-certificate-data: $(b64 "$d/$client.crt")
+    client-key-data: $(b64 "$d/$client.key")
 contexts:
 - name: piw
   context:
@@ -349,7 +556,7 @@ contexts:
 current-context: piw
 EOF
   )
-  mv -f "$STATE/kubeconfig.tmp" "$STATE/kubeconfig"
+  mv -f "$out.tmp" "$out"
 }
 
 # ------------------------------------------------------------- daemons ---
@@ -408,7 +615,7 @@ sa_settings() {
   # What a running control plane must have been started with to be reused
   # by `up`: the settings above, the caller's key contents, extra flags.
   FINGERPRINT=$(
-    printf '%s\n' "$ISSUER" "$AUDIENCES" "${PIW_APISERVER_EXTRA_ARGS:-}"
+    printf '%s\n' "$ISSUER" "$AUDIENCES" "${PIW_APISERVER_EXTRA_ARGS:-}" "node=$WITH_NODE ${PIW_NODE_IMAGES:-}"
     if [[ -n ${PIW_SA_KEY_FILE:-}${PIW_SA_SIGNING_KEY_FILE:-} ]]; then
       sha256sum "$SA_SIGN" "${SA_KEYS[@]}"
     fi
@@ -440,6 +647,7 @@ start_apiserver() { # -> 0 ready, 2 port clash (retry), 1 other failure
     --enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
     --endpoint-reconciler-type=none \
     --allow-privileged=true \
+    --kubelet-preferred-address-types=InternalIP \
     --profiling=false \
     "${extra[@]}"
   deadline=$((STARTUP_TIMEOUT > 0 ? SECONDS + STARTUP_TIMEOUT : -1))
@@ -465,6 +673,7 @@ lock_state() { # serialize up/down on the same state directory
 }
 
 stop_all() {
+  [[ ! -d $STATE/node ]] || stop_node
   stop_proc "$STATE/kube-apiserver.pid" kube-apiserver
   stop_proc "$STATE/etcd.pid" etcd
 }
@@ -475,7 +684,7 @@ cmd_down() {
   if [[ -f $STATE/$MARKER ]]; then
     rm -rf "$STATE"
   else # not created by us: only remove what we would have created
-    rm -rf "$STATE"/{etcd,pki} "$STATE"/*.{log,pid,port} "$STATE"/{kubeconfig,env,config}
+    rm -rf "$STATE"/{etcd,pki,node} "$STATE"/*.{log,pid,port} "$STATE"/{kubeconfig,env,config,node.cgroup}
   fi
   log "stopped"
 }
@@ -495,6 +704,7 @@ start_retrying() {
 cmd_up() {
   local start rc i
   build
+  [[ -z $WITH_NODE ]] || build_node
   start=$SECONDS
   lock_state
   sa_settings
@@ -519,6 +729,7 @@ cmd_up() {
   start_retrying etcd start_etcd
   start_retrying kube-apiserver start_apiserver
   write_kubeconfig "$(<"$STATE/apiserver.port")"
+  [[ -z $WITH_NODE ]] || start_node
   write_env
   printf '%s\n' "$FINGERPRINT" >"$STATE/config"
   trap - EXIT
@@ -570,6 +781,7 @@ cmd_run() { # name
   SUPERVISED=1
   STARTUP_TIMEOUT=${PIW_STARTUP_TIMEOUT:-0}
   build
+  [[ -z $WITH_NODE ]] || build_node
   mkdir -p "$RUNS"
   exec 6>"$RUNS/.lock"
   flock 6
@@ -590,6 +802,7 @@ cmd_run() { # name
   start_retrying etcd start_etcd
   start_retrying kube-apiserver start_apiserver
   write_kubeconfig "$(<"$STATE/apiserver.port")"
+  [[ -z $WITH_NODE ]] || start_node
   write_env
   RUN_READY=1
   log "ready ($STATE)"
@@ -610,6 +823,7 @@ write_env() { # what `env` prints, fixed at `up` time
     PIW_API_AUDIENCES "$AUDIENCES" \
     PIW_SA_SIGNING_KEY_FILE "$SA_SIGN" \
     PIW_SA_KEY_FILE "${SA_KEYS[*]}" \
+    PIW_NODE_NAME "${WITH_NODE:+$NODE_NAME}" \
     >"$STATE/env"
 }
 
@@ -635,6 +849,13 @@ cmd_start_apiserver() {
   log "kube-apiserver ready again on port $(<"$STATE/apiserver.port")"
 }
 
+# --with-node (up, run): the node tier as well.
+args=()
+for a in "$@"; do
+  if [[ $a == --with-node ]]; then WITH_NODE=1; else args+=("$a"); fi
+done
+set -- "${args[@]}"
+
 case ${1:-} in
   up) cmd_up ;;
   down) lock_state; cmd_down ;;
@@ -647,5 +868,5 @@ case ${1:-} in
   stop-apiserver) lock_state; cmd_stop_apiserver ;;
   start-apiserver) lock_state; cmd_start_apiserver ;;
   restart-apiserver) lock_state; cmd_stop_apiserver; cmd_start_apiserver ;;
-  *) echo "usage: $0 up|down|env|status|build|build-node|prepare|run NAME|stop-apiserver|start-apiserver|restart-apiserver" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--with-node]|down|env|status|build|build-node|prepare|run NAME [--with-node]|stop-apiserver|start-apiserver|restart-apiserver" >&2; exit 2 ;;
 esac

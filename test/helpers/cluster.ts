@@ -75,11 +75,11 @@ export interface ControlPlaneProcess {
  * daemon that dies, and the test file's timeout bounds a start that hangs.
  * Its stderr is passed through (build and start progress) and kept for errors.
  */
-export function startControlPlane(name: string, env: Record<string, string> = {}): Promise<ControlPlaneProcess> {
+export function startControlPlane(name: string, env: Record<string, string> = {}, options: ClusterOptions = {}): Promise<ControlPlaneProcess> {
   // SIGTERM when this process dies: the script's trap stops the daemons and
   // removes its run directory; if the script itself is SIGKILLed, its daemons
   // get their own parent-death SIGKILL, and the next run removes the directory.
-  const child = spawnTied('scripts/controlplane.sh', ['run', name], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } }, 'TERM');
+  const child = spawnTied('scripts/controlplane.sh', ['run', name, ...(options.withNode ? ['--with-node'] : [])], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } }, 'TERM');
   let stdout = '';
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => {
@@ -111,13 +111,23 @@ export function startControlPlane(name: string, env: Record<string, string> = {}
   });
 }
 
+export interface ClusterOptions {
+  /**
+   * A node as well (`--with-node`: containerd and a kubelet registered as
+   * PIW_NODE_NAME, default piw-node); env.PIW_NODE_IMAGES names the image
+   * archives to import, the sandbox image among them. Not with E2E_KUBECONFIG.
+   */
+  withNode?: boolean;
+}
+
 /**
  * `name` names this file's control plane (its run directory); `env` carries
- * PIW_* settings (issuer, signing key) to scripts/controlplane.sh.
+ * PIW_* settings (issuer, signing key, node images) to scripts/controlplane.sh.
  */
-export async function startCluster(name: string, env: Record<string, string> = {}): Promise<ClusterOrSkip> {
+export async function startCluster(name: string, env: Record<string, string> = {}, options: ClusterOptions = {}): Promise<ClusterOrSkip> {
   const skip = skipWithoutControlPlane();
   if (skip) return { skip };
+  if (options.withNode && process.env['E2E_KUBECONFIG']) return { skip: 'E2E_KUBECONFIG is set: the node tests run on a node of their own (scripts/controlplane.sh --with-node)' };
   let kubeconfig = process.env['E2E_KUBECONFIG'];
   let stop: () => Promise<void> = async () => undefined;
   let stateDir: string | undefined;
@@ -125,11 +135,11 @@ export async function startCluster(name: string, env: Record<string, string> = {
     if (process.env['PIW_E2E_KEEP']) {
       // PIW_E2E_KEEP=1: a detached control plane that stays up after the test, to look at after a failure.
       stateDir = join(CONTROLPLANE_CACHE, `keep-${name}`);
-      const out = execFileSync('scripts/controlplane.sh', ['up'], { encoding: 'utf8', env: { ...process.env, PIW_CONTROLPLANE_DIR: stateDir, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+      const out = execFileSync('scripts/controlplane.sh', ['up', ...(options.withNode ? ['--with-node'] : [])], { encoding: 'utf8', env: { ...process.env, PIW_CONTROLPLANE_DIR: stateDir, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
       kubeconfig = (out.trim().split('\n').pop() ?? '').replace(/^KUBECONFIG=/, '');
       console.error(`PIW_E2E_KEEP: the control plane stays up; stop it with PIW_CONTROLPLANE_DIR=${stateDir} scripts/controlplane.sh down`);
     } else {
-      const cp = await startControlPlane(name, env);
+      const cp = await startControlPlane(name, env, options);
       kubeconfig = cp.kubeconfig;
       stateDir = dirname(kubeconfig);
       stop = () => cp.stop();

@@ -5,8 +5,8 @@
 // packed into one archive that `ctr -n k8s.io images import` accepts.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 export interface ImageSpec {
   /** Directory whose contents become the image's root filesystem. */
@@ -101,4 +101,54 @@ export function buildPause(root: string, out: string, cacheDir: string): void {
     encoding: 'utf8',
   });
   if (r.status !== 0) throw new Error(`building pause failed: ${r.stderr}`);
+}
+
+/**
+ * Puts this process's Node binary into `rootfs` as /usr/local/bin/node, with
+ * the shared libraries it loads (from `ldd`) at their own paths: enough to
+ * run scripts in a container, with no distribution underneath.
+ */
+export function addNode(rootfs: string): string {
+  const target = join(rootfs, 'usr', 'local', 'bin', 'node');
+  mkdirSync(dirname(target), { recursive: true });
+  copyFileSync(process.execPath, target);
+  const ldd = spawnSync('ldd', [process.execPath], { encoding: 'utf8' });
+  if (ldd.status !== 0) throw new Error(`ldd ${process.execPath} failed: ${ldd.stderr}`);
+  // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)"
+  for (const m of ldd.stdout.matchAll(/(?:=> )?(\/\S+) \(0x[0-9a-f]+\)/g)) {
+    const lib = m[1]!;
+    mkdirSync(join(rootfs, dirname(lib)), { recursive: true });
+    copyFileSync(lib, join(rootfs, lib)); // follows symlinks: the file under the link's name
+  }
+  return '/usr/local/bin/node';
+}
+
+/**
+ * Copies the packages `names` and everything they depend on (package.json
+ * `dependencies`, resolved as Node does: nested node_modules first, then the
+ * top level) from `nodeModules` to `out`.
+ */
+export function copyPackages(nodeModules: string, names: string[], out: string): void {
+  const seen = new Set<string>();
+  const visit = (dir: string): void => {
+    if (seen.has(dir)) return;
+    seen.add(dir);
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+    for (const dep of Object.keys(pkg.dependencies ?? {})) {
+      const nested = join(dir, 'node_modules', dep);
+      if (existsSync(nested)) {
+        visit(nested); // copied with its parent
+        continue;
+      }
+      const top = join(nodeModules, dep);
+      if (!existsSync(top)) throw new Error(`${dep} (a dependency of ${dir}) is not installed`);
+      if (!seen.has(top)) cpSync(top, join(out, dep), { recursive: true, dereference: true });
+      visit(top);
+    }
+  };
+  for (const name of names) {
+    const dir = join(nodeModules, name);
+    cpSync(dir, join(out, name), { recursive: true, dereference: true });
+    visit(dir);
+  }
 }
