@@ -8,7 +8,7 @@ import { request } from 'node:https';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
-import { type Cluster, freePort, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST } from '../helpers/cluster.js';
+import { type Cluster, freePort, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST, webhookConfiguration } from '../helpers/cluster.js';
 import { createTestPki } from '../helpers/tls.js';
 
 const ROLE = 'arn:aws:iam::111122223333:role/e2e-mtls';
@@ -92,19 +92,7 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
   await core.createNamespace({ body: { metadata: { name: ns, labels: { [LABEL]: 'true' } } } });
   await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'app', annotations: { 'eks.amazonaws.com/role-arn': ROLE } } } });
   await admission.createMutatingWebhookConfiguration({
-    body: {
-      metadata: { name: CONFIG },
-      webhooks: [{
-        name: 'pod-identity-webhook.amazonaws.com',
-        clientConfig: { url: `https://${WEBHOOK_HOST}:${port}/mutate`, caBundle: Buffer.from(pki.caCert).toString('base64') },
-        rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
-        failurePolicy: 'Fail',
-        sideEffects: 'None',
-        timeoutSeconds: 10,
-        admissionReviewVersions: ['v1'],
-        namespaceSelector: { matchLabels: { [LABEL]: 'true' } },
-      }],
-    },
+    body: webhookConfiguration({ name: CONFIG, url: `https://${WEBHOOK_HOST}:${port}/mutate`, ca: pki.caCert, label: LABEL }),
   });
   t.teardown(() => admission.deleteMutatingWebhookConfiguration({ name: CONFIG }).catch(() => undefined));
 

@@ -14,7 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { V1Pod } from '@kubernetes/client-node';
-import { type Cluster, freePort, httpsStatus, startCluster, tempDir, until, WEBHOOK_HOST } from '../helpers/cluster.js';
+import { type Cluster, freePort, httpsStatus, startCluster, tempDir, until, WEBHOOK_HOST, webhookConfiguration } from '../helpers/cluster.js';
 import { SERVE_COMMAND } from '../helpers/serve-command.js';
 import { spawnTied } from '../helpers/child.js';
 import { exitedReason } from '../helpers/wait.js';
@@ -84,18 +84,9 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
   /** Points a MutatingWebhookConfiguration at `port` and returns the first pod it mutates. */
   const mutatedPod = async (name: string, port: number, roleArnAnnotation = ROLE): Promise<V1Pod> => {
     await admission.createMutatingWebhookConfiguration({
-      body: {
-        metadata: { name },
-        webhooks: [{
-          name: 'pod-identity-webhook.amazonaws.com',
-          clientConfig: { url: `https://${WEBHOOK_HOST}:${port}/mutate`, caBundle: Buffer.from(ca).toString('base64') },
-          rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
-          failurePolicy: 'Ignore',
-          sideEffects: 'None',
-          admissionReviewVersions: ['v1beta1'],
-          namespaceSelector: { matchLabels: { [TEST_LABEL]: 'true' } },
-        }],
-      },
+      body: webhookConfiguration({
+        name, url: `https://${WEBHOOK_HOST}:${port}/mutate`, ca, label: TEST_LABEL, failurePolicy: 'Ignore', admissionReviewVersions: ['v1beta1'],
+      }),
     });
     const ns = await namespace();
     await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'app', annotations: { 'eks.amazonaws.com/role-arn': roleArnAnnotation } } } });

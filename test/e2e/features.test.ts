@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { type Cluster, kubectl, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST } from '../helpers/cluster.js';
+import { type Cluster, kubectl, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST, webhookConfiguration } from '../helpers/cluster.js';
 
 const ROLE = 'arn:aws:iam::111122223333:role/e2e-features';
 const CONFIG = 'a-pod-identity-webhook-features';
@@ -58,23 +58,10 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
 
   // The base manifest's rules, with the commented-out pods/ephemeralcontainers rule switched on.
   await admission.createMutatingWebhookConfiguration({
-    body: {
-      metadata: { name: CONFIG },
-      webhooks: [{
-        name: 'pod-identity-webhook.amazonaws.com',
-        clientConfig: { url: `https://${WEBHOOK_HOST}:${webhook.port}/mutate`, caBundle: Buffer.from(ca).toString('base64') },
-        rules: [
-          { operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' },
-          { operations: ['UPDATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods/ephemeralcontainers'], scope: 'Namespaced' },
-        ],
-        failurePolicy: 'Fail',
-        reinvocationPolicy: 'IfNeeded',
-        sideEffects: 'None',
-        timeoutSeconds: 10,
-        admissionReviewVersions: ['v1', 'v1beta1'],
-        namespaceSelector: { matchLabels: { [TEST_LABEL]: 'true' } },
-      }],
-    },
+    body: webhookConfiguration({
+      name: CONFIG, url: `https://${WEBHOOK_HOST}:${webhook.port}/mutate`, ca, label: TEST_LABEL,
+      reinvoke: true, ephemeralContainers: true, admissionReviewVersions: ['v1', 'v1beta1'],
+    }),
   });
 
   const ns = `features-${Date.now().toString(36)}`;

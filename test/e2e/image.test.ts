@@ -9,7 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
-import { type Cluster, freePort, httpsStatus, startCluster, tempDir, until } from '../helpers/cluster.js';
+import { type Cluster, freePort, httpsStatus, startCluster, tempDir, until, webhookConfiguration } from '../helpers/cluster.js';
 import { spawnTied } from '../helpers/child.js';
 import { createTestPki } from '../helpers/tls.js';
 
@@ -104,19 +104,7 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
   const mutatedThrough = async (port: number): Promise<V1Pod> => {
     const name = `${CONFIG}-${port}`;
     await cluster.admission.createMutatingWebhookConfiguration({
-      body: {
-        metadata: { name },
-        webhooks: [{
-          name: 'pod-identity-webhook.amazonaws.com',
-          clientConfig: { url: `https://127.0.0.1:${port}/mutate`, caBundle: Buffer.from(pki.caCert).toString('base64') },
-          rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
-          failurePolicy: 'Fail',
-          sideEffects: 'None',
-          timeoutSeconds: 10,
-          admissionReviewVersions: ['v1'],
-          namespaceSelector: { matchLabels: { [LABEL]: 'true' } },
-        }],
-      },
+      body: webhookConfiguration({ name, url: `https://127.0.0.1:${port}/mutate`, ca: pki.caCert, label: LABEL }),
     });
     try {
       return await until('a pod mutated through the container', async () => {

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join, resolve } from 'node:path';
 import t, { type Test } from 'tap';
 import type { V1Pod } from '@kubernetes/client-node';
-import { CONTROLPLANE_CACHE, type Cluster, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST } from '../helpers/cluster.js';
+import { CONTROLPLANE_CACHE, type Cluster, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST, webhookConfiguration } from '../helpers/cluster.js';
 import { addNode, buildImage, buildPause, copyPackages } from '../helpers/oci-image.js';
 import { startPodIdentityAgent } from '../helpers/pod-identity-agent.js';
 import { credentialsForRole, startStsStandin } from '../helpers/sts-standin.js';
@@ -196,19 +196,7 @@ async function run(t: Test, cluster: Cluster, dir: string, publicKey: string): P
   await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'plain' } } });
 
   await admission.createMutatingWebhookConfiguration({
-    body: {
-      metadata: { name: 'a-pod-identity-webhook-node-e2e' },
-      webhooks: [{
-        name: 'pod-identity-webhook.amazonaws.com',
-        clientConfig: { url: `https://${WEBHOOK_HOST}:${webhook.port}/mutate`, caBundle: Buffer.from(ca).toString('base64') },
-        rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
-        failurePolicy: 'Fail',
-        reinvocationPolicy: 'IfNeeded',
-        sideEffects: 'None',
-        admissionReviewVersions: ['v1'],
-        namespaceSelector: { matchLabels: { [LABEL]: 'true' } },
-      }],
-    },
+    body: webhookConfiguration({ name: 'a-pod-identity-webhook-node-e2e', url: `https://${WEBHOOK_HOST}:${webhook.port}/mutate`, ca, label: LABEL, reinvoke: true }),
   });
 
   const sts = await startStsStandin({ issuer: ISSUER, jwks, roles: new Map([[ROLE, { subjects: [sub('app')], audience: 'sts.amazonaws.com' }]]) });

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import type { V1Pod } from '@kubernetes/client-node';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
-import { type Cluster, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST } from '../helpers/cluster.js';
+import { type Cluster, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST, webhookConfiguration } from '../helpers/cluster.js';
 import { credentialsForRole, startStsStandin } from '../helpers/sts-standin.js';
 
 const ISSUER = 'https://oidc.e2e.example.com/cluster-1';
@@ -100,19 +100,7 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
   const webhook = await startWebhook(['--kubeconfig', cluster.kubeconfig, '--tls-cert', join(certDir, 'tls.crt'), '--tls-key', join(certDir, 'tls.key'), '--aws-default-region', 'eu-west-1'], ca);
   t.teardown(() => webhook.stop());
   await admission.createMutatingWebhookConfiguration({
-    body: {
-      metadata: { name: CONFIG },
-      webhooks: [{
-        name: 'pod-identity-webhook.amazonaws.com',
-        clientConfig: { url: `https://${WEBHOOK_HOST}:${webhook.port}/mutate`, caBundle: Buffer.from(ca).toString('base64') },
-        rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
-        failurePolicy: 'Fail',
-        reinvocationPolicy: 'IfNeeded',
-        sideEffects: 'None',
-        admissionReviewVersions: ['v1'],
-        namespaceSelector: { matchLabels: { [LABEL]: 'true' } },
-      }],
-    },
+    body: webhookConfiguration({ name: CONFIG, url: `https://${WEBHOOK_HOST}:${webhook.port}/mutate`, ca, label: LABEL, reinvoke: true }),
   });
   let n = 0;
   const pod: V1Pod = await until('the webhook configuration to take effect', async () => {

@@ -19,6 +19,7 @@ import {
   tokenKubeconfig,
   until,
   WEBHOOK_HOST,
+  webhookConfiguration,
   type WebhookProcess,
 } from '../helpers/cluster.js';
 
@@ -151,20 +152,10 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
   let webhook: WebhookProcess = await startWebhook(serveArgs, ca);
   t.teardown(() => webhook.stop());
 
-  const webhookConfig = (port: number, failurePolicy: 'Ignore' | 'Fail'): V1MutatingWebhookConfiguration => ({
-    metadata: { name: CONFIG },
-    webhooks: [{
-      name: 'pod-identity-webhook.amazonaws.com',
-      clientConfig: { url: `https://${WEBHOOK_HOST}:${port}/mutate` },
-      rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
-      failurePolicy,
-      reinvocationPolicy: 'IfNeeded',
-      sideEffects: 'None',
-      timeoutSeconds: 10,
-      admissionReviewVersions: ['v1', 'v1beta1'],
-      namespaceSelector: { matchLabels: { [TEST_LABEL]: 'true' } },
-      objectSelector: { matchExpressions: [{ key: 'eks.amazonaws.com/skip-pod-identity-webhook', operator: 'DoesNotExist' }] },
-    }],
+  const webhookConfig = (port: number, failurePolicy: 'Ignore' | 'Fail'): V1MutatingWebhookConfiguration => webhookConfiguration({
+    name: CONFIG, url: `https://${WEBHOOK_HOST}:${port}/mutate`, label: TEST_LABEL, failurePolicy, reinvoke: true,
+    admissionReviewVersions: ['v1', 'v1beta1'],
+    objectSelector: { matchExpressions: [{ key: 'eks.amazonaws.com/skip-pod-identity-webhook', operator: 'DoesNotExist' }] },
   });
   await admission.createMutatingWebhookConfiguration({ body: webhookConfig(webhook.port, 'Fail') });
 
@@ -303,18 +294,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
     t.teardown(() => new Promise<void>((resolve) => adder.close(() => resolve())));
     const adderPort = (adder.address() as { port: number }).port;
     await admission.createMutatingWebhookConfiguration({
-      body: {
-        metadata: { name: 'z-container-adder-e2e' },
-        webhooks: [{
-          name: 'adder.e2e.example.com',
-          clientConfig: { url: `https://${WEBHOOK_HOST}:${adderPort}/`, caBundle: Buffer.from(ca).toString('base64') },
-          rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
-          failurePolicy: 'Fail',
-          sideEffects: 'None',
-          admissionReviewVersions: ['v1'],
-          namespaceSelector: { matchLabels: { 'piw-e2e-adder': 'true' } },
-        }],
-      },
+      body: webhookConfiguration({ name: 'z-container-adder-e2e', webhookName: 'adder.e2e.example.com', url: `https://${WEBHOOK_HOST}:${adderPort}/`, ca, label: 'piw-e2e-adder' }),
     });
     t.teardown(() => admission.deleteMutatingWebhookConfiguration({ name: 'z-container-adder-e2e' }));
     const pod = await until('the adder webhook to take effect', async () => {

@@ -12,7 +12,7 @@ import { request } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, type V1MutatingWebhookConfiguration, type V1RuleWithOperations } from '@kubernetes/client-node';
 import { spawnTied } from './child.js';
 import { exitedReason, waitUntil } from './wait.js';
 import { SERVE_COMMAND } from './serve-command.js';
@@ -202,6 +202,45 @@ export function tokenKubeconfig(admin: KubeConfig, token: string, dir: string): 
     'current-context': 'c',
   }));
   return path;
+}
+
+export interface WebhookConfigurationOptions {
+  name: string;
+  /** Where the API server calls the webhook. */
+  url: string;
+  /** PEM of the CA that signed the webhook's certificate (none: the webhook writes the caBundle itself). */
+  ca?: string | undefined;
+  /** Only namespaces labelled `<label>=true` are sent to the webhook, so concurrent tests stay apart. */
+  label: string;
+  failurePolicy?: 'Fail' | 'Ignore';
+  admissionReviewVersions?: string[];
+  /** The manifests' reinvocationPolicy IfNeeded. */
+  reinvoke?: boolean;
+  /** Also UPDATE of pods/ephemeralcontainers (the manifests' commented-out rule). */
+  ephemeralContainers?: boolean;
+  webhookName?: string;
+  objectSelector?: NonNullable<V1MutatingWebhookConfiguration['webhooks']>[number]['objectSelector'];
+}
+
+/** A MutatingWebhookConfiguration like the manifests' (CREATE of pods), pointed at a webhook the test runs. */
+export function webhookConfiguration(o: WebhookConfigurationOptions): V1MutatingWebhookConfiguration {
+  const rules: V1RuleWithOperations[] = [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }];
+  if (o.ephemeralContainers) rules.push({ operations: ['UPDATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods/ephemeralcontainers'], scope: 'Namespaced' });
+  return {
+    metadata: { name: o.name },
+    webhooks: [{
+      name: o.webhookName ?? 'pod-identity-webhook.amazonaws.com',
+      clientConfig: { url: o.url, ...(o.ca === undefined ? {} : { caBundle: Buffer.from(o.ca).toString('base64') }) },
+      rules,
+      failurePolicy: o.failurePolicy ?? 'Fail',
+      ...(o.reinvoke ? { reinvocationPolicy: 'IfNeeded' } : {}),
+      sideEffects: 'None',
+      timeoutSeconds: 10,
+      admissionReviewVersions: o.admissionReviewVersions ?? ['v1'],
+      namespaceSelector: { matchLabels: { [o.label]: 'true' } },
+      ...(o.objectSelector ? { objectSelector: o.objectSelector } : {}),
+    }],
+  };
 }
 
 export interface WebhookProcess {
