@@ -7,14 +7,13 @@
 // needs is added: the certificate paths, the kubeconfig, and free ports. Last,
 // --compose-role-arn with the account from an instance-metadata stand-in.
 import t, { type Test } from 'tap';
-import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { V1Pod } from '@kubernetes/client-node';
-import { type Cluster, freePort, httpsStatus, startCluster, tempDir, until, WEBHOOK_HOST, webhookConfiguration } from '../helpers/cluster.js';
+import { type Cluster, freePort, httpsStatus, startCluster, tempDir, until, WEBHOOK_HOST, webhookConfiguration, webhookCertificates } from '../helpers/cluster.js';
 import { SERVE_COMMAND } from '../helpers/serve-command.js';
 import { spawnTied } from '../helpers/child.js';
 import { exitedReason } from '../helpers/wait.js';
@@ -60,11 +59,7 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
   const dir = tempDir('piw-drop-in-');
   t.teardown(() => cluster.down());
 
-  const certDir = join(dir, 'certs');
-  const certs = spawnSync(process.execPath, ['dist/cli.js', 'certs', '--out-dir', certDir, '--ip', WEBHOOK_HOST], { cwd: ROOT, encoding: 'utf8' });
-  t.equal(certs.status, 0, certs.stderr);
-  const ca = readFileSync(join(certDir, 'ca.crt'), 'utf8');
-  const tlsArgs = [`--tls-cert=${join(certDir, 'tls.crt')}`, `--tls-key=${join(certDir, 'tls.key')}`];
+  const { ca, tlsArgs } = webhookCertificates(dir);
 
   // The image's /webhook, with its /app pointed at this checkout and its Node.js at this one.
   const webhookScript = join(dir, 'webhook');

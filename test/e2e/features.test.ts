@@ -3,11 +3,8 @@
 // patches, validates and stores the result. Every assertion reads what the API
 // server stored, or the warnings kubectl printed.
 import t, { type Test as Tap } from 'tap';
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { type Cluster, kubectl, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST, webhookConfiguration } from '../helpers/cluster.js';
+import { type Cluster, kubectl, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST, webhookConfiguration, webhookCertificates } from '../helpers/cluster.js';
 
 const ROLE = 'arn:aws:iam::111122223333:role/e2e-features';
 const CONFIG = 'a-pod-identity-webhook-features';
@@ -32,10 +29,6 @@ function tokenMounts(c: V1Container | undefined): unknown[] {
   return (c?.volumeMounts ?? []).filter((m) => m.name === 'aws-iam-token');
 }
 
-function cli(args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['dist/cli.js', ...args], { encoding: 'utf8' });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
 
 
 async function run(t: Tap, cluster: Cluster): Promise<void> {
@@ -43,14 +36,10 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
   const dir = tempDir('piw-e2e-features-');
   t.teardown(() => cluster.down());
 
-  const certDir = join(dir, 'certs');
-  const certs = cli(['certs', '--out-dir', certDir, '--ip', WEBHOOK_HOST]);
-  t.equal(certs.status, 0, certs.stderr);
-  const ca = readFileSync(join(certDir, 'ca.crt'), 'utf8');
+  const { ca, tlsArgs } = webhookCertificates(dir);
   const webhook = await startWebhook([
     '--kubeconfig', cluster.kubeconfig,
-    '--tls-cert', join(certDir, 'tls.crt'),
-    '--tls-key', join(certDir, 'tls.key'),
+    ...tlsArgs,
     '--namespace', 'default',
     '--mutate-ephemeral-containers',
   ], ca);

@@ -2,13 +2,8 @@
 // same verdict as the HTTPS port, so liveness can probe it even while the HTTPS
 // listener has no certificate (managed certificates).
 import t from 'tap';
-import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { startCluster, startWebhook, tempDir, WEBHOOK_HOST } from '../helpers/cluster.js';
-
-const ROOT = new URL('../..', import.meta.url).pathname;
+import { startCluster, startWebhook, tempDir, webhookCertificates } from '../helpers/cluster.js';
 
 function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -29,14 +24,8 @@ if ('skip' in started) {
   t.teardown(() => cluster.down());
   await t.test('the metrics port answers /healthz and /readyz', async (t) => {
     const dir = tempDir('piw-metrics-probes-');
-    const certDir = join(dir, 'certs');
-    const certs = spawnSync(process.execPath, ['dist/cli.js', 'certs', '--out-dir', certDir, '--ip', WEBHOOK_HOST], { cwd: ROOT, encoding: 'utf8' });
-    t.equal(certs.status, 0, certs.stderr);
-    const ca = readFileSync(join(certDir, 'ca.crt'), 'utf8');
-    const webhook = await startWebhook(
-      [`--kubeconfig=${cluster.kubeconfig}`, `--tls-cert=${join(certDir, 'tls.crt')}`, `--tls-key=${join(certDir, 'tls.key')}`],
-      ca,
-    );
+    const { ca, tlsArgs } = webhookCertificates(dir);
+    const webhook = await startWebhook([`--kubeconfig=${cluster.kubeconfig}`, ...tlsArgs], ca);
     t.teardown(() => webhook.stop());
     t.same(await httpGet(webhook.metricsPort, '/healthz'), { status: 200, body: 'ok\n' });
     t.same(await httpGet(webhook.metricsPort, '/readyz'), { status: 200, body: 'ok\n' }, 'ready, as on HTTPS');

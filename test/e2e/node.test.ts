@@ -13,7 +13,8 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join, resolve } from 'node:path';
 import t, { type Test } from 'tap';
 import type { V1Pod } from '@kubernetes/client-node';
-import { CONTROLPLANE_CACHE, type Cluster, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST, webhookConfiguration } from '../helpers/cluster.js';
+import { CONTROLPLANE_CACHE, type Cluster, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST, webhookConfiguration, webhookCertificates } from '../helpers/cluster.js';
+import { cli } from '../helpers/serve-command.js';
 import { addNode, buildImage, buildPause, copyPackages } from '../helpers/oci-image.js';
 import { startPodIdentityAgent } from '../helpers/pod-identity-agent.js';
 import { credentialsForRole, startStsStandin } from '../helpers/sts-standin.js';
@@ -95,10 +96,6 @@ function missing(): string | undefined {
   return undefined;
 }
 
-function cli(args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['dist/cli.js', ...args], { encoding: 'utf8', cwd: ROOT });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
 
 const why = missing();
 if (why) {
@@ -169,13 +166,10 @@ async function run(t: Test, cluster: Cluster, dir: string, publicKey: string): P
   const identitiesFile = join(dir, 'identities.json');
   writeFileSync(identitiesFile, JSON.stringify({ identities: [{ namespace: ns, serviceAccount: 'agent' }] }));
 
-  const certDir = join(dir, 'certs');
-  t.equal(cli(['certs', '--out-dir', certDir, '--ip', WEBHOOK_HOST]).status, 0);
-  const ca = readFileSync(join(certDir, 'ca.crt'), 'utf8');
+  const { ca, tlsArgs } = webhookCertificates(dir);
   const webhook = await startWebhook([
     '--kubeconfig', cluster.kubeconfig,
-    '--tls-cert', join(certDir, 'tls.crt'),
-    '--tls-key', join(certDir, 'tls.key'),
+    ...tlsArgs,
     '--aws-default-region', 'eu-west-1',
     '--watch-container-credentials-config', identitiesFile,
     '--container-credentials-full-uri', agent.url,

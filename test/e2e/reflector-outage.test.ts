@@ -12,9 +12,8 @@ import t, { type Test } from 'tap';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { type Server, type Socket, connect, createServer } from 'node:net';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { type Cluster, kubectl, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST, type WebhookProcess } from '../helpers/cluster.js';
+import { type Cluster, kubectl, startCluster, startWebhook, tempDir, until, type WebhookProcess, webhookCertificates } from '../helpers/cluster.js';
 
 const ROLE = (n: number): string => `arn:aws:iam::111122223333:role/outage-${n}`;
 const NS = 'outage-e2e';
@@ -94,10 +93,7 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
   const kubeconfig = join(dir, 'relayed.kubeconfig');
   writeFileSync(kubeconfig, admin.replace(`https://127.0.0.1:${apiPort}`, `https://127.0.0.1:${relay.port}`));
 
-  const certDir = join(dir, 'certs');
-  const certs = spawnSync(process.execPath, ['dist/cli.js', 'certs', '--out-dir', certDir, '--ip', WEBHOOK_HOST], { encoding: 'utf8' });
-  t.equal(certs.status, 0, certs.stderr);
-  const ca = readFileSync(join(certDir, 'ca.crt'), 'utf8');
+  const { ca, tlsArgs } = webhookCertificates(dir);
 
   const { core } = cluster;
   const created = kubectl(cluster.kubeconfig, ['create', 'namespace', NS]);
@@ -107,8 +103,7 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
 
   const webhook: WebhookProcess = await startWebhook([
     '--kubeconfig', kubeconfig,
-    '--tls-cert', join(certDir, 'tls.crt'),
-    '--tls-key', join(certDir, 'tls.key'),
+    ...tlsArgs,
     '--namespace', 'pod-identity-webhook',
     '--enable-debugging-handlers',
   ], ca);

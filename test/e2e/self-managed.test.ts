@@ -6,11 +6,11 @@ import t, { type Test } from 'tap';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import type { V1Pod } from '@kubernetes/client-node';
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
-import { type Cluster, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST, webhookConfiguration } from '../helpers/cluster.js';
+import { type Cluster, startCluster, startWebhook, tempDir, until, WEBHOOK_HOST, webhookConfiguration, webhookCertificates } from '../helpers/cluster.js';
+import { cli } from '../helpers/serve-command.js';
 import { credentialsForRole, startStsStandin } from '../helpers/sts-standin.js';
 
 const ISSUER = 'https://oidc.e2e.example.com/cluster-1';
@@ -27,10 +27,6 @@ const publicKeyFile = join(dir, 'sa.pub');
 writeFileSync(signingKey, privateKey.export({ type: 'pkcs8', format: 'pem' }));
 writeFileSync(publicKeyFile, publicKey.export({ type: 'spki', format: 'pem' }));
 
-function cli(args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['dist/cli.js', ...args], { encoding: 'utf8' });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
 
 function trustPolicy(sub: string, provider = PROVIDER, aud = 'sts.amazonaws.com'): string {
   return JSON.stringify({
@@ -94,10 +90,8 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
   });
 
   // --- the webhook, then a pod, then the AWS SDK ---------------------------
-  const certDir = join(dir, 'certs');
-  t.equal(cli(['certs', '--out-dir', certDir, '--ip', WEBHOOK_HOST]).status, 0);
-  const ca = readFileSync(join(certDir, 'ca.crt'), 'utf8');
-  const webhook = await startWebhook(['--kubeconfig', cluster.kubeconfig, '--tls-cert', join(certDir, 'tls.crt'), '--tls-key', join(certDir, 'tls.key'), '--aws-default-region', 'eu-west-1'], ca);
+  const { ca, tlsArgs } = webhookCertificates(dir);
+  const webhook = await startWebhook(['--kubeconfig', cluster.kubeconfig, ...tlsArgs, '--aws-default-region', 'eu-west-1'], ca);
   t.teardown(() => webhook.stop());
   await admission.createMutatingWebhookConfiguration({
     body: webhookConfiguration({ name: CONFIG, url: `https://${WEBHOOK_HOST}:${webhook.port}/mutate`, ca, label: LABEL, reinvoke: true }),

@@ -4,7 +4,6 @@
 import t, { type Test } from 'tap';
 
 type Tap = Test;
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import { join } from 'node:path';
@@ -19,9 +18,11 @@ import {
   tokenKubeconfig,
   until,
   WEBHOOK_HOST,
+  webhookCertificates,
   webhookConfiguration,
   type WebhookProcess,
 } from '../helpers/cluster.js';
+import { cli } from '../helpers/serve-command.js';
 
 const ROLE = 'arn:aws:iam::111122223333:role/e2e-reader';
 const NEW_ROLE = 'arn:aws:iam::111122223333:role/e2e-writer';
@@ -38,10 +39,6 @@ if ('skip' in started) {
   await t.test('webhook against a real API server', async (t) => run(t, started.cluster));
 }
 
-function cli(args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['dist/cli.js', ...args], { encoding: 'utf8' });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
 
 async function run(t: Tap, cluster: Cluster): Promise<void> {
   const { core, admission } = cluster;
@@ -123,10 +120,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
   });
 
   // Certificates from our own `certs`, with an IP SAN: the API server calls 127.0.0.1.
-  const certDir = join(dir, 'certs');
-  const certs = cli(['certs', '--out-dir', certDir, '--ip', WEBHOOK_HOST, '--namespace', WEBHOOK_NS]);
-  t.equal(certs.status, 0, certs.stderr);
-  const ca = readFileSync(join(certDir, 'ca.crt'), 'utf8');
+  const { ca, certDir, tlsArgs } = webhookCertificates(dir, ['--namespace', WEBHOOK_NS]);
 
   const identitiesFile = join(dir, 'identities.json');
   const ccNamespace = await namespace();
@@ -143,8 +137,7 @@ async function run(t: Tap, cluster: Cluster): Promise<void> {
   const serveArgs = [
     '--watch-config-map',
     '--kubeconfig', webhookKubeconfig,
-    '--tls-cert', join(certDir, 'tls.crt'),
-    '--tls-key', join(certDir, 'tls.key'),
+    ...tlsArgs,
     '--namespace', WEBHOOK_NS,
     '--watch-container-credentials-config', identitiesFile,
     '--aws-default-region', 'eu-west-1',

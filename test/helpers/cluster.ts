@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, type V1MutatingWebhookConfiguration, type V1RuleWithOperations } from '@kubernetes/client-node';
 import { spawnTied } from './child.js';
 import { exitedReason, waitUntil } from './wait.js';
-import { SERVE_COMMAND } from './serve-command.js';
+import { cli, SERVE_COMMAND } from './serve-command.js';
 
 export interface Cluster {
   kubeconfig: string;
@@ -241,6 +241,17 @@ export function webhookConfiguration(o: WebhookConfigurationOptions): V1Mutating
       ...(o.objectSelector ? { objectSelector: o.objectSelector } : {}),
     }],
   };
+}
+
+/**
+ * `certs` into `<dir>/certs` for WEBHOOK_HOST (the address the API server calls):
+ * the CA to trust and the flags that make `serve` use the certificate.
+ */
+export function webhookCertificates(dir: string, extraArgs: string[] = []): { ca: string; certDir: string; tlsArgs: string[] } {
+  const certDir = join(dir, 'certs');
+  const r = cli(['certs', '--out-dir', certDir, '--ip', WEBHOOK_HOST, ...extraArgs]);
+  if (r.status !== 0) throw new Error(`certs exited ${r.status}: ${r.stderr}`);
+  return { ca: readFileSync(join(certDir, 'ca.crt'), 'utf8'), certDir, tlsArgs: ['--tls-cert', join(certDir, 'tls.crt'), '--tls-key', join(certDir, 'tls.key')] };
 }
 
 export interface WebhookProcess {
