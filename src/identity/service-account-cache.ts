@@ -124,7 +124,14 @@ export interface ServiceAccountCacheOptions extends ReflectorTuning {
   /** Direct GETs running at once; the rest queue. */
   lookupConcurrency?: number | undefined;
   events?: Partial<ReflectorEvents> | undefined;
+  /** Starts a lookup's grace-period timer and returns its cancel; tests pass one they fire themselves. */
+  startGraceTimer?: ((expire: () => void, ms: number) => () => void) | undefined;
 }
+
+const startTimer = (expire: () => void, ms: number): (() => void) => {
+  const timer = setTimeout(expire, ms);
+  return () => clearTimeout(timer);
+};
 
 export interface ServiceAccountCache {
   start(): void;
@@ -156,6 +163,7 @@ export function createServiceAccountCache(options: ServiceAccountCacheOptions): 
   const log = options.logger.child({ component: 'service-account-cache' });
   const gracePeriodMs = options.gracePeriodMs ?? SERVER_DEFAULTS.serviceAccountLookupGracePeriodMs;
   const concurrency = Math.max(1, options.lookupConcurrency ?? SERVER_DEFAULTS.lookupConcurrency);
+  const startGraceTimer = options.startGraceTimer ?? startTimer;
   const store = createServiceAccountStore(annotationPrefix, options.roleArnComposition);
   const reflector = createReflector<ServiceAccountObject>({
     kc,
@@ -250,13 +258,13 @@ export function createServiceAccountCache(options: ServiceAccountCacheOptions): 
         if (done) return;
         done = true;
         fetch.waiting--;
-        clearTimeout(timer);
+        cancelTimer();
         unlisten();
         pending.delete(finish);
         resolve(result);
       };
       pending.add(finish);
-      const timer = setTimeout(() => finish({ settings: undefined, outcome: apiFailed ? 'error' : 'timeout' }), gracePeriodMs);
+      const cancelTimer = startGraceTimer(() => finish({ settings: undefined, outcome: apiFailed ? 'error' : 'timeout' }), gracePeriodMs);
       // Settings stored by a GET reach this lookup through fetch.promise, as 'api'.
       const unlisten = store.listen(namespace, name, (settings, fromWatch) => {
         if (settings && fromWatch) finish({ settings, outcome: 'watch' });

