@@ -4,8 +4,6 @@
 import t from 'tap';
 import fc from 'fast-check';
 import pino from 'pino';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { DEFAULT_MUTATION_OPTIONS, SERVER_DEFAULTS } from '../../src/config.js';
 import { buildWebhookApp } from '../../src/server/app.js';
 import { createMetrics } from '../../src/server/metrics.js';
@@ -86,91 +84,18 @@ t.test('generated bodies never produce a 500', async (t) => {
   t.pass('2000 generated bodies');
 });
 
-// Runaway work (the unbounded engine took seconds over 300,000 skip-containers
-// names) is told from ordinary work by CPU time, not by the clock: the
-// process's CPU time (the body decoder's thread included) does not grow while
-// a busy machine makes the request wait for a core. It is compared with what a
-// plain review as large as the hostile one's request and answer together
-// costs, measured in this run, so a slow machine moves both.
+// No clock here: whether a hostile review costs more than a plain one is for
+// the benchmarks (npm run bench). What is checked is what a busy machine cannot
+// change: the answer's size and its patch operations are bounded by the pod's
+// structure (containers), never by the bytes sent (answerProblem).
 const HOSTILE_RUNS = 800;
-/** How many times a plain review of the same size a hostile one may cost: its own work is linear and a few times at most. */
-const RUNAWAY_RATIO = 20;
 
-const send = (payload: Buffer) => app.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'application/json' }, payload });
-
-/** The answer to `payload` and the process's CPU time spent on it, in microseconds. */
-async function measured(payload: Buffer) {
-  const before = process.cpuUsage();
-  const r = await send(payload);
-  const used = process.cpuUsage(before);
-  return { r, cpu: used.user + used.system };
-}
-
-/** A plain review of a pod that gets a patch, `bytes` long (padded with an annotation nobody reads), at most the body limit. */
-function plainReview(bytes: number): Buffer {
-  const size = Math.min(bytes, SERVER_DEFAULTS.bodyLimitBytes);
-  const review = (pad: string) => JSON.stringify({
-    apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview',
-    request: {
-      uid: 'plain', kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' },
-      namespace: 'default', operation: 'CREATE',
-      object: { metadata: { name: 'p', annotations: { pad } }, spec: { serviceAccountName: 'app', containers: [{ name: 'app' }] } },
-    },
-  });
-  return Buffer.from(review('x'.repeat(Math.max(0, size - review('').length))));
-}
-
-/** The least of `n` measurements: a GC pause or the decoder's collection adds to one, never takes away. */
-async function leastCpu(payload: Buffer, n: number): Promise<number> {
-  let least = Infinity;
-  for (let i = 0; i < n; i++) {
-    const { r, cpu } = await measured(payload);
-    if (r.statusCode !== 200) throw new Error(`status ${r.statusCode} for a review measured for its CPU time: ${r.body}`);
-    least = Math.min(least, cpu);
-  }
-  return least;
-}
-
-// Reference costs by size class (powers of two, from 1 KiB): a plain review
-// padded to the top of the class costs at least what one of any size in it does.
-const plainCpu = new Map<number, number>();
-async function plainCpuFor(bytes: number): Promise<number> {
-  const size = 2 ** Math.max(10, Math.ceil(Math.log2(bytes)));
-  let cpu = plainCpu.get(size);
-  if (cpu === undefined) {
-    cpu = await leastCpu(plainReview(size), 5);
-    plainCpu.set(size, cpu);
-  }
-  return cpu;
-}
-
-setFlagsFromString('--expose-gc');
-const collectGarbage = runInNewContext('gc') as () => void;
-
-t.test(`${HOSTILE_RUNS} hostile reviews over HTTP: status < 500, a valid answer, a patch that applies, bounded work`, async (t) => {
-  // The decoder's thread starts on the first large body: started here, it is not counted against one.
-  t.equal((await send(plainReview(1 << 20))).statusCode, 200, 'a plain large review is answered');
+t.test(`${HOSTILE_RUNS} hostile reviews over HTTP: status < 500, a valid answer, a patch that applies, an answer bounded by the pod`, async (t) => {
   let answered = 0;
-  let rechecked = 0;
-  let worstRatio = 0;
   await fc.assert(
     fc.asyncProperty(reviewArbitrary(hostileJson), async (review) => {
       const payload = toPayload(JSON.stringify(review));
-      const { r, cpu } = await measured(payload);
-      // Bytes in and out: an answer may carry a long ServiceAccount value once per container.
-      const bytes = payload.length + r.rawPayload.length;
-      if (cpu > RUNAWAY_RATIO * (await plainCpuFor(bytes))) {
-        // One measurement can carry a garbage collection (this thread's or the
-        // decoder's, from an earlier body); runaway work costs as much every time.
-        rechecked++;
-        collectGarbage();
-        const least = await leastCpu(payload, 3);
-        const plain = await leastCpu(plainReview(bytes), 3);
-        worstRatio = Math.max(worstRatio, least / plain);
-        if (least > RUNAWAY_RATIO * plain) {
-          throw new Error(`a hostile review (${payload.length} bytes in, ${r.rawPayload.length} out) took ${(least / 1000).toFixed(1)} ms of CPU, ${(least / plain).toFixed(0)} times a plain one of ${bytes} bytes`);
-        }
-      }
+      const r = await app.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'application/json' }, payload });
       if (r.statusCode >= 500) throw new Error(`status ${r.statusCode}: ${r.body}`);
       if (r.statusCode !== 200) return;
       answered++;
@@ -181,6 +106,5 @@ t.test(`${HOSTILE_RUNS} hostile reviews over HTTP: status < 500, a valid answer,
     }),
     { numRuns: HOSTILE_RUNS },
   );
-  t.comment(`CPU of plain reviews by size: ${[...plainCpu].sort(([a], [b]) => a - b).map(([size, cpu]) => `${size} B ${(cpu / 1000).toFixed(2)} ms`).join(', ')}; ${rechecked} hostile review(s) measured again, at worst ${worstRatio.toFixed(1)} times a plain one`);
   t.ok(answered > HOSTILE_RUNS / 2, `${answered} answered with an AdmissionReview`);
 });
