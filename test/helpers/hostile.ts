@@ -179,12 +179,30 @@ function copyTop(value: unknown, depth = 8): unknown {
   return out;
 }
 
+/** Patch operations a pod may get at most: its label and its volume, and per container up to six env vars and one mount. */
+const POD_OPS = 2;
+const OPS_PER_CONTAINER = 7;
+/** A patch operation without its ServiceAccount value (role ARN or audience): short whatever the pod says. */
+const OP_FRAME_LENGTH = 1024;
+/** The answer around its uid, warnings and patch (apiVersion, kind, field names). */
+const ANSWER_FRAME_LENGTH = 512;
+
+/** How many containers the sent pod lists; anything that is not a list counts as none. */
+function containerCount(pod: unknown): number {
+  const spec = own(pod, 'spec');
+  const length = (v: unknown): number => (Array.isArray(v) ? v.length : 0);
+  return length(own(spec, 'containers')) + length(own(spec, 'initContainers'));
+}
+
 /**
  * What is wrong with the answer to `review` (the object sent), or undefined.
  * The patch must only append to existing lists or add fields that are absent
  * (or null), and must apply with fast-json-patch's validation to the pod sent.
+ * The answer's size is bounded by the pod's structure, never by its bytes: a
+ * few operations per container, each no longer than the longest value the
+ * ServiceAccounts give (`settingLength`) allows, and warnings within the caps.
  */
-export function answerProblem(review: unknown, answer: string, sentPod: unknown): string | undefined {
+export function answerProblem(review: unknown, answer: string, sentPod: unknown, settingLength: number): string | undefined {
   let body: { apiVersion?: unknown; kind?: unknown; response?: { uid?: unknown; allowed?: unknown; patch?: unknown; patchType?: unknown; warnings?: unknown } };
   try {
     body = JSON.parse(answer) as typeof body;
@@ -199,10 +217,17 @@ export function answerProblem(review: unknown, answer: string, sentPod: unknown)
   if (!Array.isArray(warnings) || !warnings.every((w) => typeof w === 'string')) return 'warnings not a list of strings';
   if (warnings.some((w: string) => w.length > MAX_WARNING_LENGTH)) return 'a warning is longer than 256 characters';
   if (warnings.reduce((n: number, w: string) => n + w.length, 0) > MAX_WARNINGS_LENGTH) return 'warnings longer than 4096 characters';
+  // Escaped, a warning character takes at most six ("\\u0000").
+  const patchLength = typeof body.response.patch === 'string' ? body.response.patch.length : 0;
+  const unbounded = answer.length - patchLength - JSON.stringify(own(request, 'uid')).length - 6 * MAX_WARNINGS_LENGTH;
+  if (unbounded > ANSWER_FRAME_LENGTH) return `answer is ${answer.length} characters: more than its uid, warnings and patch explain`;
   if (body.response.patch === undefined) return undefined;
   if (body.response.patchType !== 'JSONPatch' || typeof body.response.patch !== 'string') return 'bad patch type';
   const patch = JSON.parse(Buffer.from(body.response.patch, 'base64').toString('utf8')) as Array<{ op: string; path: string; value: unknown }>;
+  const maxOps = POD_OPS + OPS_PER_CONTAINER * containerCount(sentPod);
+  if (patch.length > maxOps) return `${patch.length} patch operations for a pod that allows at most ${maxOps}`;
   for (const op of patch) {
+    if (JSON.stringify(op).length > OP_FRAME_LENGTH + settingLength) return `${op.path}: an operation of ${JSON.stringify(op).length} characters`;
     if (op.op !== 'add') return `op ${op.op}`;
     const at = parentOf(sentPod, op.path);
     if (typeof at === 'string') return at;

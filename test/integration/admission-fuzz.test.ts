@@ -4,7 +4,6 @@
 import t from 'tap';
 import fc from 'fast-check';
 import pino from 'pino';
-import { performance } from 'node:perf_hooks';
 import { DEFAULT_MUTATION_OPTIONS, SERVER_DEFAULTS } from '../../src/config.js';
 import { buildWebhookApp } from '../../src/server/app.js';
 import { createMetrics } from '../../src/server/metrics.js';
@@ -12,10 +11,13 @@ import { answerProblem, hostileJson, toPayload, reviewArbitrary } from '../helpe
 import { staticIdentities } from '../helpers/identities.js';
 import { ROLE } from '../helpers/pods.js';
 
+const hugeArn = `arn:${'x'.repeat(100_000)}`;
+/** The longest ServiceAccount value below, as JSON: a patch operation may carry it. */
+const LONGEST_SETTING = JSON.stringify(hugeArn).length;
 const ids = staticIdentities();
 ids.set('default', 'app', { 'eks.amazonaws.com/role-arn': ROLE, 'eks.amazonaws.com/sts-regional-endpoints': 'true' });
 ids.set('shop', 'app', { 'eks.amazonaws.com/role-arn': ROLE, 'eks.amazonaws.com/token-expiration': '86400' });
-ids.set('default', 'bad', { 'eks.amazonaws.com/role-arn': `arn:${'x'.repeat(100_000)}`, 'eks.amazonaws.com/token-expiration': 'x'.repeat(100_000) });
+ids.set('default', 'bad', { 'eks.amazonaws.com/role-arn': hugeArn, 'eks.amazonaws.com/token-expiration': 'x'.repeat(100_000) });
 ids.containerCredentials.add('default/cc');
 ids.containerCredentials.add('shop/app');
 
@@ -82,30 +84,24 @@ t.test('generated bodies never produce a 500', async (t) => {
   t.pass('2000 generated bodies');
 });
 
-/** Only runaway work trips this: an admission takes well under a millisecond, one with 300,000 skip-containers names a few (the unbounded engine took seconds), and a busy machine can stretch either tenfold. */
-const RUNAWAY_MS = 1_000;
+// No clock here: whether a hostile review costs more than a plain one is for
+// the benchmarks (npm run bench). What is checked is what a busy machine cannot
+// change: the answer's size and its patch operations are bounded by the pod's
+// structure (containers), never by the bytes sent (answerProblem).
 const HOSTILE_RUNS = 800;
 
-t.test(`${HOSTILE_RUNS} hostile reviews over HTTP: status < 500, a valid answer, a patch that applies`, async (t) => {
+t.test(`${HOSTILE_RUNS} hostile reviews over HTTP: status < 500, a valid answer, a patch that applies, an answer bounded by the pod`, async (t) => {
   let answered = 0;
   await fc.assert(
     fc.asyncProperty(reviewArbitrary(hostileJson), async (review) => {
       const payload = toPayload(JSON.stringify(review));
-      const send = async () => {
-        const start = performance.now();
-        const r = await app.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'application/json' }, payload });
-        return { r, ms: performance.now() - start };
-      };
-      let { r, ms } = await send();
-      // A slow request can be a GC pause on a busy machine; runaway work is slow every time.
-      if (ms > RUNAWAY_MS) ({ r, ms } = await send());
-      if (ms > RUNAWAY_MS) throw new Error(`request took ${ms.toFixed(0)} ms`);
+      const r = await app.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'application/json' }, payload });
       if (r.statusCode >= 500) throw new Error(`status ${r.statusCode}: ${r.body}`);
       if (r.statusCode !== 200) return;
       answered++;
       // The pod as the server read it: bytes that are not UTF-8 became U+FFFD.
       const sent = JSON.parse(payload.toString('utf8')) as { request: { object: unknown } };
-      const problem = answerProblem(sent, r.body, sent.request.object);
+      const problem = answerProblem(sent, r.body, sent.request.object, LONGEST_SETTING);
       if (problem) throw new Error(problem);
     }),
     { numRuns: HOSTILE_RUNS },

@@ -13,10 +13,13 @@ import { answerProblem, hostile, ROLE, reviewArbitrary } from '../helpers/hostil
 import { staticIdentities } from '../helpers/identities.js';
 
 const huge = 'x'.repeat(500_000);
+const hugeArn = `arn:${huge}\ud800`;
+/** The longest ServiceAccount value below, as JSON: a patch operation may carry it. */
+const LONGEST_SETTING = JSON.stringify(hugeArn).length;
 const ids = staticIdentities();
 ids.set('default', 'app', { 'eks.amazonaws.com/role-arn': ROLE, 'eks.amazonaws.com/sts-regional-endpoints': 'true' });
 ids.set('shop', 'app', { 'eks.amazonaws.com/role-arn': ROLE, 'eks.amazonaws.com/token-expiration': '86400' });
-ids.set('default', 'bad', { 'eks.amazonaws.com/role-arn': `arn:${huge}\ud800`, 'eks.amazonaws.com/token-expiration': huge, 'eks.amazonaws.com/audience': huge });
+ids.set('default', 'bad', { 'eks.amazonaws.com/role-arn': hugeArn, 'eks.amazonaws.com/token-expiration': huge, 'eks.amazonaws.com/audience': huge });
 ids.set('shop', 'bad', {});
 ids.set('default', 'cc', {});
 ids.set('shop', 'cc', { 'eks.amazonaws.com/sts-regional-endpoints': 'maybe' });
@@ -63,7 +66,7 @@ t.test(`${RUNS} hostile reviews: never an exception, always a valid answer and a
       answered++;
       if (outcome.outcome === 'mutated') patched++;
       const sent = (body as { request: { object: unknown } }).request.object;
-      const problem = answerProblem(body, outcome.review, sent);
+      const problem = answerProblem(body, outcome.review, sent, LONGEST_SETTING);
       if (problem) throw new Error(problem);
     }),
     { numRuns: RUNS },
