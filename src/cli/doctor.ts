@@ -169,7 +169,9 @@ export function renderText(report: DoctorReport): string[] {
   const indent = ' '.repeat(5 + width + 2);
   const lines = [`ServiceAccount ${report.namespace}/${report.serviceAccount} (token subject ${report.subject})`, ''];
   for (const c of report.checks) {
-    lines.push(`${LABELS[c.status].padEnd(5)}${c.name.padEnd(width)}  ${c.detail}`);
+    // Problems carry their code, to search for in the README or match in scripts.
+    const code = c.status === 'fail' || c.status === 'warn' ? ` [${c.code}]` : '';
+    lines.push(`${LABELS[c.status].padEnd(5)}${c.name.padEnd(width)}  ${c.detail}${code}`);
     for (const d of c.details ?? []) lines.push(`${indent}- ${d}`);
   }
   const count = (s: CheckStatus): number => report.checks.filter((c) => c.status === s).length;

@@ -33,6 +33,8 @@ export interface TrustPolicyResult {
   reason: string;
   /** The statement that decided (the matching Deny or Allow), 1-based. */
   statement?: number;
+  /** Refused with no statement deciding: the failed step of the closest Allow that the reason gives. */
+  cause?: PolicyCheck;
   checks: PolicyCheck[];
 }
 
@@ -409,7 +411,7 @@ export function evaluateTrustPolicy(policy: unknown, req: WebIdentityRequest): T
     const reason = best && failed
       ? `no statement allows ${who}; closest is ${label(best.st)}: ${failed.detail}`
       : `the trust policy has no Allow statement, so nobody may assume the role`;
-    result = { allowed: false, reason, checks };
+    result = { allowed: false, reason, checks, ...(failed ? { cause: failed } : {}) };
   }
   result.checks = [...checks, { name: 'decision', ok: result.allowed, detail: result.reason, ...(result.statement ? { statement: result.statement } : {}) }];
   return result;
