@@ -185,14 +185,18 @@ t.test('usage errors: one line, exit 2', async (t) => {
   const dir = tmp(t, { 'bad.json': '{"Statement": [{"Effect": "allow"}]}', 'notjson.json': 'Version: 1' });
   const base = ['--offline', '--namespace', 'shop', '--service-account', 'api', '--issuer', ISSUER];
   const cases: Array<[string, string[], RegExp]> = [
-    ['no --namespace', ['--offline', '--service-account', 'api', '--issuer', ISSUER], /^error: --namespace is required$/],
-    ['bad namespace', ['--offline', '--namespace', 'Shop', '--service-account', 'api', '--issuer', ISSUER], /--namespace "Shop" is not a valid namespace name/],
+    ['no --namespace', ['--offline', '--service-account', 'api', '--issuer', ISSUER], /^error: required option '-n, --namespace <name>' not specified$/],
+    ['no --service-account', ['--offline', '-n', 'shop', '--issuer', ISSUER], /^error: required option '--service-account <name>' not specified$/],
+    ['bad namespace', ['--offline', '--namespace', 'Shop', '--service-account', 'api', '--issuer', ISSUER], /^error: option '-n, --namespace <name>' argument 'Shop' is invalid\. not a valid namespace name/],
     ['http issuer', [...base.slice(0, -1), 'http://oidc.example.com'], /--issuer "http:\/\/oidc.example.com" must be an https:\/\/ URL/],
     ['no policy file', [...base, '--trust-policy', join(dir, 'missing.json')], /--trust-policy .*missing.json: cannot read: no such file/],
     ['invalid policy', [...base, '--trust-policy', join(dir, 'bad.json')], /--trust-policy .*bad.json: Statement 1: Effect must be "Allow" or "Deny", not "allow"/],
     ['not JSON', [...base, '--trust-policy', join(dir, 'notjson.json')], /--trust-policy .*notjson.json: the trust policy is not JSON/],
     ['no cluster and no issuer', ['--offline', '--namespace', 'shop', '--service-account', 'api'], /no cluster: give --kubeconfig or --kube-api/],
-    ['--offline with --kubeconfig', [...base, '--kubeconfig', join(dir, 'kc')], /--offline does not go with --kubeconfig/],
+    ['--offline with --kubeconfig', [...base, '--kubeconfig', join(dir, 'kc')], /^error: option '--offline' cannot be used with option '--kubeconfig <file>'$/],
+    ['--offline with --context', [...base, '--context', 'prod'], /^error: option '--offline' cannot be used with option '--context <name>'$/],
+    ['--offline with --kube-api', [...base, '--kube-api', 'https://127.0.0.1:6443'], /^error: option '--offline' cannot be used with option '--kube-api <url>'$/],
+    ['bad --output', [...base, '--output', 'xml'], /^error: option '-o, --output <format>' argument 'xml' is invalid\. Allowed choices are text, json, yaml\.$/],
     ['--role-arn with a cluster', ['--namespace', 'shop', '--service-account', 'api', '--kube-api', 'http://127.0.0.1:1', '--role-arn', ROLE], /--role-arn is for offline checks/],
     ['missing kubeconfig', ['--namespace', 'shop', '--service-account', 'api', '--kubeconfig', join(dir, 'kc')], /--kubeconfig .*kc: no such file/],
     ['bad annotation prefix', [...base, '--annotation-prefix', 'a/b'], /--annotation-prefix "a\/b"/],
