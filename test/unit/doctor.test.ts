@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { type DoctorFlags, doctorCommand, parseWebhookArgs, renderText, runDoctor, webhookOptions } from '../../src/cli/doctor.js';
 import { webhookArgs } from '../../src/doctor/service.js';
-import { type DoctorReport, podCredentials, privateIssuerProblem } from '../../src/doctor/checks.js';
+import { DOCTOR_CODES, type DoctorReport, podCredentials, privateIssuerProblem } from '../../src/doctor/checks.js';
 import { decodeCaBundle, selectorMatches, webhookMatchesPodCreate } from '../../src/doctor/webhook.js';
 import { DEFAULT_MUTATION_OPTIONS } from '../../src/config.js';
 import { createCA, createServingCertificate } from '../../src/tls/certificates.js';
@@ -224,6 +224,16 @@ t.test('exit codes: 0 when every check that ran passed, 1 otherwise', async (t) 
   const bad = await cli([...base, '--trust-policy', join(dir, 'other.json')]);
   t.equal(bad.code, 1);
   t.same(bad.err, [], 'a failed check is output, not an error');
+});
+
+t.test('the README lists every doctor code, once, under its check', async (t) => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const table = readme.slice(readme.indexOf('| Check | Codes |')).split('\n\n')[0] as string;
+  const rows = table.split('\n').slice(2).map((row) => row.split('|').map((cell) => cell.trim()));
+  const listed = rows.flatMap(([, check, codes]) => [...(codes ?? '').matchAll(/`([a-z-]+)`/g)].map((m) => ({ check: (check ?? '').replace(/`/g, ''), code: m[1] as string })));
+  t.same(listed.map((l) => l.code).sort(), [...DOCTOR_CODES].sort());
+  const serviceCodes = new Set(['service-missing', 'service-no-port', 'service-no-endpoints']);
+  t.same(listed.filter((l) => !l.code.startsWith(`${l.check}-`) && !(l.check === 'webhook-answers' && serviceCodes.has(l.code))), [], 'codes start with their check\'s name');
 });
 
 t.test('renderText aligns names and indents details', async (t) => {
