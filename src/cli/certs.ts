@@ -2,7 +2,7 @@
 // certificate, and optionally puts the CA into the webhook configuration.
 import { isIP } from 'node:net';
 import { mkdirSync } from 'node:fs';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { CERT_DEFAULTS } from '../config.js';
 import type { KubeConnection } from '../kube/client.js';
 import { KubeApiError, kubeRequest, PATCH } from '../kube/request.js';
@@ -14,14 +14,14 @@ import {
   type KeyType,
   serviceDnsNames,
 } from '../tls/certificates.js';
-import { addKubeConnectionFlags, durationFlag, isDnsLabel, kubeConfigFromFlags, listFlag, UsageError } from './flags.js';
+import { addKubeConnectionFlags, durationFlag, isDnsLabel, kubeConfigFromFlags, listFlag, namespaceOption, UsageError } from './flags.js';
 import type { CommandIO } from './mutate.js';
 
 export interface CertsFlags {
   service: string;
   namespace: string;
   outDir: string;
-  keyType: string;
+  keyType: KeyType;
   days: string;
   renewBefore: string;
   dns?: string[];
@@ -142,10 +142,6 @@ export async function patchWebhookCaBundle(kc: KubeConnection, name: string, caP
 
 export async function runCerts(flags: CertsFlags, io: CommandIO): Promise<CertificateResult> {
   checkLabel('--service', flags.service);
-  checkLabel('--namespace', flags.namespace);
-  if (!KEY_TYPES.includes(flags.keyType as KeyType)) {
-    throw new UsageError(`--key-type "${flags.keyType}" is not supported; use ${KEY_TYPES.join(' or ')}`);
-  }
   const days = parseDays(flags.days);
   const renewBeforeMs = parseRenewBefore(flags.renewBefore);
   if (renewBeforeMs >= days * DAY_MS) {
@@ -160,7 +156,7 @@ export async function runCerts(flags: CertsFlags, io: CommandIO): Promise<Certif
   mkdirSync(flags.outDir, { recursive: true });
   const result = await ensureCertificates({
     outDir: flags.outDir,
-    keyType: flags.keyType as KeyType,
+    keyType: flags.keyType,
     dnsNames,
     ipAddresses,
     days,
@@ -191,9 +187,9 @@ export function certsCommand(io: CommandIO): Command {
   const cmd = new Command('certs')
     .description('create or renew the webhook\'s CA and serving certificate (kept while still valid)')
     .option('--service <name>', 'name of the webhook Service', d.service)
-    .option('-n, --namespace <name>', 'namespace of the webhook Service', d.namespace)
+    .addOption(namespaceOption('namespace of the webhook Service', d.namespace))
     .option('--out-dir <dir>', 'where ca.crt, ca.key, tls.crt and tls.key are written', d.outDir)
-    .option('--key-type <type>', 'key type: ec (P-256) or rsa (2048 bits)', d.keyType)
+    .addOption(new Option('--key-type <type>', 'key type: ec (P-256) or rsa (2048 bits)').choices(KEY_TYPES).default(d.keyType))
     .option('--days <days>', 'validity of a new serving certificate, in days', String(d.days))
     .option('--renew-before <duration>', 'renew certificates expiring within this time (30d, 720h)', `${d.renewBeforeDays}d`)
     .option('--dns <name>', 'extra DNS name for the serving certificate (repeatable)', listFlag)

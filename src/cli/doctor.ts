@@ -11,11 +11,12 @@ import {
   addKubeConnectionFlags,
   addMutationFlags,
   durationOption,
-  isDnsLabel,
   isDnsSubdomain,
   kubeConfigFromFlags,
   type MutationFlagValues,
   mutationOptionsFromFlags,
+  namespaceOption,
+  outputOption,
   UsageError,
 } from './flags.js';
 import { KubeConfigError, loadKubeConfig, NoKubeConfigError } from '../kube/client.js';
@@ -23,8 +24,8 @@ import { readText, toYaml } from './input.js';
 import type { CommandIO } from './mutate.js';
 
 export interface DoctorFlags extends Partial<Omit<MutationFlagValues, 'annotationPrefix'>> {
-  namespace?: string;
-  serviceAccount?: string;
+  namespace: string;
+  serviceAccount: string;
   trustPolicy?: string;
   kubeconfig?: string;
   kubeApi?: string;
@@ -36,16 +37,14 @@ export interface DoctorFlags extends Partial<Omit<MutationFlagValues, 'annotatio
   roleArn?: string;
   webhookConfig?: string;
   annotationPrefix?: string;
-  output?: 'text' | 'json' | 'yaml';
+  output?: DoctorOutput;
   /** Per network call, milliseconds. */
   timeout?: number;
 }
 
 
-function required(flag: string, value: string | undefined): string {
-  if (value === undefined || value === '') throw new UsageError(`${flag} is required`);
-  return value;
-}
+const DOCTOR_OUTPUTS = ['text', 'json', 'yaml'] as const;
+type DoctorOutput = (typeof DOCTOR_OUTPUTS)[number];
 
 function loadPolicy(path: string): TrustPolicy {
   const text = readText('--trust-policy', path);
@@ -58,10 +57,8 @@ function loadPolicy(path: string): TrustPolicy {
 }
 
 function clusterFrom(flags: DoctorFlags): KubeConnection | undefined {
-  if (flags.offline) {
-    if (flags.kubeconfig || flags.kubeApi || flags.context) throw new UsageError('--offline does not go with --kubeconfig, --context or --kube-api');
-    return undefined;
-  }
+  // --offline with --kubeconfig, --context or --kube-api is refused by commander (Option.conflicts).
+  if (flags.offline) return undefined;
   if (flags.kubeconfig || flags.kubeApi || flags.context) return kubeConfigFromFlags(flags);
   // Found the way kubectl finds it; none at all means the checks run offline.
   try {
@@ -75,16 +72,14 @@ function clusterFrom(flags: DoctorFlags): KubeConnection | undefined {
 
 /** Checks the flags, runs the checks, prints the report; the caller turns `ok` into the exit code. */
 export async function runDoctor(flags: DoctorFlags, io: CommandIO): Promise<DoctorReport> {
-  const namespace = required('--namespace', flags.namespace);
-  const serviceAccount = required('--service-account', flags.serviceAccount);
-  if (!isDnsLabel(namespace)) throw new UsageError(`--namespace "${namespace}" is not a valid namespace name`);
+  // Commander makes both mandatory and checks --namespace as it parses it; called directly, the caller does.
+  const { namespace, serviceAccount } = flags;
   if (!isDnsSubdomain(serviceAccount)) {
     throw new UsageError(`--service-account "${serviceAccount}" is not a valid ServiceAccount name`);
   }
   const prefix = flags.annotationPrefix ?? DEFAULT_MUTATION_OPTIONS.annotationPrefix;
   if (prefix.trim() === '' || prefix.includes('/')) throw new UsageError(`--annotation-prefix "${prefix}" must be a non-empty DNS prefix without "/"`);
   const output = flags.output ?? 'text';
-  if (output !== 'text' && output !== 'json' && output !== 'yaml') throw new UsageError(`--output "${String(output)}" must be text, json or yaml`);
   if (flags.issuer !== undefined) {
     const problem = issuerProblem(flags.issuer);
     if (problem) throw new UsageError(`--issuer "${flags.issuer}" ${problem}`);
@@ -148,7 +143,7 @@ export function parseWebhookArgs(args: string[]): Partial<MutationFlagValues> | 
  * The options a pod gets: the defaults, then the webhook's own flags (its
  * Deployment's args), then what the doctor command line says.
  */
-export function webhookOptions(flags: DoctorFlags, prefix: string, args: string[] | undefined): MutationOptions {
+export function webhookOptions(flags: Partial<DoctorFlags>, prefix: string, args: string[] | undefined): MutationOptions {
   const { keys, defaults } = mutationFlagDefaults();
   const given = Object.fromEntries(keys.filter((k) => (flags as Record<string, unknown>)[k] !== undefined).map((k) => [k, (flags as Record<string, unknown>)[k]]));
   const explicit: Partial<MutationFlagValues> = { ...given, ...(flags.audience !== undefined ? { tokenAudience: flags.audience } : {}) };
@@ -169,7 +164,9 @@ export function renderText(report: DoctorReport): string[] {
   const indent = ' '.repeat(5 + width + 2);
   const lines = [`ServiceAccount ${report.namespace}/${report.serviceAccount} (token subject ${report.subject})`, ''];
   for (const c of report.checks) {
-    lines.push(`${LABELS[c.status].padEnd(5)}${c.name.padEnd(width)}  ${c.detail}`);
+    // Problems carry their code, to search for in the README or match in scripts.
+    const code = c.status === 'fail' || c.status === 'warn' ? ` [${c.code}]` : '';
+    lines.push(`${LABELS[c.status].padEnd(5)}${c.name.padEnd(width)}  ${c.detail}${code}`);
     for (const d of c.details ?? []) lines.push(`${indent}- ${d}`);
   }
   const count = (s: CheckStatus): number => report.checks.filter((c) => c.status === s).length;
@@ -183,16 +180,16 @@ export function renderText(report: DoctorReport): string[] {
 export function doctorCommand(io: CommandIO): Command {
   const cmd = new Command('doctor')
     .description('explain what a new pod of a ServiceAccount gets from the webhook and whether it can assume its role')
-    .option('-n, --namespace <name>', 'namespace of the ServiceAccount (required)')
-    .option('--service-account <name>', 'name of the ServiceAccount (required)')
+    .addOption(namespaceOption('namespace of the ServiceAccount (required)').makeOptionMandatory())
+    .addOption(new Option('--service-account <name>', 'name of the ServiceAccount (required)').makeOptionMandatory())
     .option('--trust-policy <file>', 'the role\'s trust policy (JSON; aws iam get-role output works too)')
-    .option('--offline', 'do not contact a cluster, even inside one')
+    .addOption(new Option('--offline', 'do not contact a cluster, even inside one').conflicts(['kubeconfig', 'context', 'kubeApi']))
     .option('--issuer <url>', 'the service account issuer (default: the API server\'s, from discovery)')
     .option('--audience <aud>', `token audience when the ServiceAccount sets none (the webhook's --token-audience; default ${DEFAULT_MUTATION_OPTIONS.tokenAudience})`)
     .option('--role-arn <arn>', 'offline: the role ARN the ServiceAccount\'s annotation would give')
     .option('--webhook-config <name>', 'name of the MutatingWebhookConfiguration', DEFAULT_WEBHOOK_CONFIG)
     .addOption(durationOption('--timeout <duration>', 'deadline of each network call (default: 10s)'))
-    .addOption(new Option('-o, --output <format>', 'what to print').choices(['text', 'json', 'yaml']).default('text'));
+    .addOption(outputOption('what to print', DOCTOR_OUTPUTS, 'text'));
   // The webhook's flags: doctor reads them from its Deployment; given here, they win.
   addMutationFlags(cmd);
   cmd.addHelpText('after', `

@@ -57,6 +57,17 @@ export function namespaceFlag(text: string): string {
   return text;
 }
 
+/** -n, --namespace <name>: a DNS label, checked as it is parsed; `description` says whose namespace it is. */
+export function namespaceOption(description: string, defaultValue?: string): Option {
+  const option = new Option('-n, --namespace <name>', description).argParser(namespaceFlag);
+  return defaultValue === undefined ? option : option.default(defaultValue);
+}
+
+/** -o, --output <format>: one of `formats`, which commander checks and --help and completion list. */
+export function outputOption<T extends string>(description: string, formats: readonly T[], defaultValue: T): Option {
+  return new Option('-o, --output <format>', description).choices(formats).default(defaultValue);
+}
+
 export function nonNegativeIntFlag(text: string): number {
   const value = intFlag(text);
   if (value < 0) throw new InvalidArgumentError('expected a number of 0 or more.');

@@ -5,7 +5,7 @@
 // ServiceAccounts they run as, and mutates each pod (template) as the webhook
 // mutates the pods it admits.
 import { randomUUID } from 'node:crypto';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import jsonpatch from 'fast-json-patch';
 import type { V1Pod } from '@kubernetes/client-node';
 import { CONFIG_MAP_NAME, type MutationOptions } from '../config.js';
@@ -14,7 +14,7 @@ import { parseContainerCredentialsConfig } from '../settings/container-credentia
 import { parseServiceAccountAnnotations } from '../settings/service-account.js';
 import { mutateEphemeral, mutatePod, serviceAccountNameOf } from '../mutation/index.js';
 import type { PatchOperation } from '../mutation/patch.js';
-import { addMutationFlags, type MutationFlagValues, mutationOptionsFromFlags, namespaceFlag, UsageError } from './flags.js';
+import { addMutationFlags, type MutationFlagValues, mutationOptionsFromFlags, namespaceOption, outputOption, UsageError } from './flags.js';
 import { type KubeObject, type Located, type ObjectStream, readKubeObject, readObjectStream, readText, renderDocuments } from './input.js';
 
 export const MUTATE_OUTPUTS = ['patch', 'pod', 'json', 'yaml', 'review'] as const;
@@ -237,12 +237,12 @@ export function mutateCommand(io: CommandIO): Command {
     .option('--service-account <file>', 'the pods\' ServiceAccounts, YAML or JSON (one or more)')
     .option('--config-map <file>', `the ${CONFIG_MAP_NAME} ConfigMap (ConfigMap mode)`)
     .option('--old-pod <file>', 'the pod before an update of pods/ephemeralcontainers (kubectl debug); the input is the pod after it. Needs --mutate-ephemeral-containers')
-    .option('-n, --namespace <name>', 'namespace of objects that set none (default "default")', namespaceFlag)
-    .addOption(
-      new Option('-o, --output <format>', 'patch: JSON patch per document; pod: the mutated objects in the input\'s format; json, yaml: the mutated objects in that format; review: the AdmissionReview per pod')
-        .choices(MUTATE_OUTPUTS)
-        .default('patch'),
-    );
+    .addOption(namespaceOption('namespace of objects that set none (default "default")'))
+    .addOption(outputOption(
+      'patch: JSON patch per document; pod: the mutated objects in the input\'s format; json, yaml: the mutated objects in that format; review: the AdmissionReview per pod',
+      MUTATE_OUTPUTS,
+      'patch',
+    ));
   addMutationFlags(cmd);
   return cmd.action((flags: MutateFlags) => runMutate(flags, io));
 }

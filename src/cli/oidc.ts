@@ -3,7 +3,7 @@
 // API server flags and the IAM provider that go with them.
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { fetchServedIssuer } from '../oidc/cluster.js';
 import {
   buildJwks,
@@ -65,12 +65,12 @@ function jwksFromFiles(files: string[]): Jwk[] {
 
 function validate(flags: OidcFlags): { issuer: string; out: string; publicKeys: string[] } {
   const issuer = flags.issuer;
+  // Commander requires --issuer and --out and refuses --from-cluster with --public-key; an empty value gets here.
   if (!issuer) throw new UsageError('--issuer is required (the public HTTPS URL the documents will be served from)');
   const problem = issuerProblem(issuer);
   if (problem) throw new UsageError(`--issuer "${issuer}" ${problem}`);
   if (!flags.out) throw new UsageError('--out is required (the directory to write the documents to)');
   const publicKeys = flags.publicKey ?? [];
-  if (flags.fromCluster && publicKeys.length > 0) throw new UsageError('give either --public-key or --from-cluster, not both');
   if (!flags.fromCluster && publicKeys.length === 0) throw new UsageError('give --public-key FILE (repeatable) or --from-cluster');
   return { issuer, out: flags.out, publicKeys };
 }
@@ -143,10 +143,10 @@ export async function runOidc(flags: OidcFlags, io: CommandIO): Promise<OidcResu
 export function oidcCommand(io: CommandIO): Command {
   const cmd = new Command('oidc')
     .description('write the OIDC discovery document and JWKS (keys.json) of the service account issuer, for a public HTTPS host')
-    .option('--issuer <url>', 'public HTTPS URL of the issuer (the documents are served below it)')
+    .addOption(new Option('--issuer <url>', 'public HTTPS URL of the issuer (the documents are served below it)').makeOptionMandatory())
     .option('--public-key <file>', 'PEM public key (or certificate) the API server verifies tokens with (repeatable)', collect)
-    .option('--from-cluster', 'take the keys and discovery document from the API server instead')
-    .option('--out <dir>', 'directory to write .well-known/openid-configuration and keys.json to')
+    .addOption(new Option('--from-cluster', 'take the keys and discovery document from the API server instead').conflicts('publicKey'))
+    .addOption(new Option('--out <dir>', 'directory to write .well-known/openid-configuration and keys.json to').makeOptionMandatory())
     .option('--legacy-empty-kid', 'also publish every key with kid "" (tokens issued before Kubernetes 1.16)');
   return addKubeConnectionFlags(cmd, ' for --from-cluster')
     .action(async (flags: OidcFlags) => {

@@ -11,7 +11,7 @@ import { parseServiceAccountAnnotations, type ServiceAccountSettings } from '../
 import { mutatePod } from '../mutation/index.js';
 import { issuerProblem } from '../oidc/keys.js';
 import { formatDate } from '../tls/certificates.js';
-import { answerError, kubeGet } from './kube.js';
+import { answerError, kubeGet, KubeTimeoutError } from './kube.js';
 import {
   evaluateTrustPolicy,
   federatedPrincipals,
@@ -26,8 +26,36 @@ import { decodeCaBundle, describeCertificate, probeServing, probeWebhookUrl, sel
 /** warn: worth knowing, but not a failure (the exit code ignores it). */
 export type CheckStatus = 'ok' | 'fail' | 'skip' | 'warn';
 
+/**
+ * What a check found, stable for scripts (`--output json`): the check's name
+ * and the outcome. Documented in the README; a new outcome gets a new code.
+ */
+export const DOCTOR_CODES = [
+  'service-account-found', 'service-account-missing', 'service-account-unreadable', 'service-account-offline', 'service-account-offline-role-arn',
+  'role-arn-set', 'role-arn-missing', 'role-arn-malformed', 'role-arn-not-checked',
+  'audience-annotated', 'audience-default', 'audience-empty',
+  'annotations-ignored',
+  'webhook-not-checked',
+  'webhook-config-found', 'webhook-config-missing', 'webhook-config-unreadable',
+  'webhook-rules-match', 'webhook-rules-no-pod-create', 'webhook-rules-namespace-excluded', 'webhook-rules-object-selector',
+  'ca-bundle-valid', 'ca-bundle-missing', 'ca-bundle-unreadable', 'ca-bundle-expired', 'ca-bundle-not-ca',
+  'webhook-answers-ok', 'webhook-answers-forbidden', 'webhook-answers-error', 'webhook-answers-timeout', 'webhook-answers-unreachable',
+  'webhook-answers-tls', 'webhook-answers-no-client-config',
+  'service-missing', 'service-no-port', 'service-no-endpoints',
+  'webhook-tls-verified', 'webhook-tls-unverified', 'webhook-tls-no-endpoint', 'webhook-tls-unreachable',
+  'webhook-flags-found', 'webhook-flags-not-found',
+  'issuer-given', 'issuer-discovered', 'issuer-invalid', 'issuer-private', 'issuer-undiscoverable',
+  'trust-policy-allows', 'trust-policy-denies', 'trust-policy-no-allow', 'trust-policy-not-given', 'trust-policy-not-checked',
+  'accounts-match', 'accounts-differ', 'accounts-no-provider', 'accounts-not-checked',
+  'pod-gets-credentials', 'pod-gets-nothing', 'pod-service-account-missing', 'pod-not-worked-out',
+] as const;
+
+export type DoctorCode = (typeof DOCTOR_CODES)[number];
+
 export interface DoctorCheck {
   name: string;
+  /** What was found; scripts go by this, never by the sentence. */
+  code: DoctorCode;
   status: CheckStatus;
   /** One sentence. */
   detail: string;
@@ -163,6 +191,8 @@ interface DoctorContext {
 interface ServiceAccountFinding {
   check: DoctorCheck;
   settings?: ServiceAccountSettings;
+  /** The warnings about the role-arn annotation (the role-arn check reports them; the annotations check the rest). */
+  roleArnWarnings: readonly string[];
   /** Its annotations are known (read, or given as --role-arn offline). */
   known: boolean;
   /** The API server said it does not exist. */
@@ -198,7 +228,7 @@ export async function runDoctorChecks(o: DoctorOptions): Promise<DoctorReport> {
   checks.push(sa.check, checkRoleArn(ctx, sa));
   const audience = sa.settings?.audience ?? options.tokenAudience;
   checks.push(checkAudience(ctx, sa));
-  const annotations = checkOtherAnnotations(ctx, sa.settings);
+  const annotations = checkOtherAnnotations(sa);
   if (annotations) checks.push(annotations);
 
   // The webhook: configured, called for this pod, trusted, answering.
@@ -210,7 +240,7 @@ export async function runDoctorChecks(o: DoctorOptions): Promise<DoctorReport> {
     });
     checks.push(checkWebhookFlags(location));
   } else {
-    checks.push({ name: 'webhook', status: 'skip', detail: 'no cluster: the webhook configuration and its endpoint were not checked' });
+    checks.push({ name: 'webhook', code: 'webhook-not-checked', status: 'skip', detail: 'no cluster: the webhook configuration and its endpoint were not checked' });
   }
 
   // The issuer the tokens carry, then the trust policy against it.
@@ -240,28 +270,33 @@ async function checkServiceAccount(ctx: DoctorContext): Promise<ServiceAccountFi
   const prefix = ctx.options.annotationPrefix;
   if (!kc) {
     if (o.roleArn === undefined) {
-      return { known: false, missing: false, check: { name: 'service-account', status: 'skip', detail: 'no cluster and no --role-arn: the ServiceAccount and its role were not checked' } };
+      return { known: false, missing: false, roleArnWarnings: [], check: { name: 'service-account', code: 'service-account-offline', status: 'skip', detail: 'no cluster and no --role-arn: the ServiceAccount and its role were not checked' } };
     }
+    const settings = parseServiceAccountAnnotations({ [roleKey]: o.roleArn }, prefix);
     return {
       known: true,
       missing: false,
-      settings: parseServiceAccountAnnotations({ [roleKey]: o.roleArn }, prefix),
-      check: { name: 'service-account', status: 'skip', detail: 'no cluster: the ServiceAccount was not read; --role-arn and --audience stand in for its annotations' },
+      settings,
+      roleArnWarnings: settings.warnings,
+      check: { name: 'service-account', code: 'service-account-offline-role-arn', status: 'skip', detail: 'no cluster: the ServiceAccount was not read; --role-arn and --audience stand in for its annotations' },
     };
   }
-  const unreadable = (why: string): ServiceAccountFinding => ({ known: false, missing: false, check: { name: 'service-account', status: 'fail', detail: `cannot read ServiceAccount ${who}: ${why}` } });
+  const unreadable = (why: string): ServiceAccountFinding => ({ known: false, missing: false, roleArnWarnings: [], check: { name: 'service-account', code: 'service-account-unreadable', status: 'fail', detail: `cannot read ServiceAccount ${who}: ${why}` } });
   try {
     const answer = await kubeGet(kc, `/api/v1/namespaces/${encodeURIComponent(o.namespace)}/serviceaccounts/${encodeURIComponent(o.serviceAccount)}`, ctx.timeoutMs);
     if (answer.status === 404) {
-      return { known: false, missing: true, check: { name: 'service-account', status: 'fail', detail: `ServiceAccount ${who} does not exist; create it and annotate it with ${roleKey}` } };
+      return { known: false, missing: true, roleArnWarnings: [], check: { name: 'service-account', code: 'service-account-missing', status: 'fail', detail: `ServiceAccount ${who} does not exist; create it and annotate it with ${roleKey}` } };
     }
     if (answer.status !== 200) return unreadable(answerError(answer));
     const annotations = (answer.json as { metadata?: { annotations?: Record<string, string> } }).metadata?.annotations;
+    // The role-arn annotation parsed alone: which warnings are about it, without reading their sentences.
+    const roleArn = annotations && Object.hasOwn(annotations, roleKey) ? { [roleKey]: annotations[roleKey] as string } : {};
     return {
       known: true,
       missing: false,
       settings: parseServiceAccountAnnotations(annotations, prefix),
-      check: { name: 'service-account', status: 'ok', detail: `ServiceAccount ${who} exists` },
+      roleArnWarnings: parseServiceAccountAnnotations(roleArn, prefix).warnings,
+      check: { name: 'service-account', code: 'service-account-found', status: 'ok', detail: `ServiceAccount ${who} exists` },
     };
   } catch (err) {
     return unreadable((err as Error).message);
@@ -271,18 +306,19 @@ async function checkServiceAccount(ctx: DoctorContext): Promise<ServiceAccountFi
 function checkRoleArn(ctx: DoctorContext, sa: ServiceAccountFinding): DoctorCheck {
   const { kc, roleKey } = ctx;
   const roleArn = sa.settings?.roleArn;
-  if (!sa.known) return { name: 'role-arn', status: 'skip', detail: 'not checked: the ServiceAccount is unknown' };
+  if (!sa.known) return { name: 'role-arn', code: 'role-arn-not-checked', status: 'skip', detail: 'not checked: the ServiceAccount is unknown' };
   if (!roleArn) {
     return {
       name: 'role-arn',
+      code: 'role-arn-missing',
       status: 'fail',
       detail: `the ServiceAccount has no ${roleKey} annotation, so the webhook gives its pods nothing ` +
         '(unless the webhook runs in ConfigMap mode and its ConfigMap names this ServiceAccount; doctor does not read it)',
     };
   }
-  const problem = sa.settings?.warnings.find((w) => w.includes(roleKey));
-  if (problem) return { name: 'role-arn', status: 'fail', detail: kc ? problem : problem.replace(/^annotation \S+?=/, '--role-arn ') };
-  return { name: 'role-arn', status: 'ok', detail: `${kc ? `annotation ${roleKey}` : '--role-arn'} is ${roleArn}` };
+  const problem = sa.roleArnWarnings[0];
+  if (problem) return { name: 'role-arn', code: 'role-arn-malformed', status: 'fail', detail: kc ? problem : problem.replace(/^annotation \S+?=/, '--role-arn ') };
+  return { name: 'role-arn', code: 'role-arn-set', status: 'ok', detail: `${kc ? `annotation ${roleKey}` : '--role-arn'} is ${roleArn}` };
 }
 
 function checkAudience(ctx: DoctorContext, sa: ServiceAccountFinding): DoctorCheck {
@@ -291,27 +327,28 @@ function checkAudience(ctx: DoctorContext, sa: ServiceAccountFinding): DoctorChe
   const annotated = sa.settings?.audience;
   if (annotated !== undefined) {
     return annotated.trim() === ''
-      ? { name: 'audience', status: 'fail', detail: `annotation ${audienceKey} is empty; tokens need an audience (remove it to get ${defaultAudience})` }
-      : { name: 'audience', status: 'ok', detail: `tokens are issued for audience ${annotated} (annotation ${audienceKey}); the IAM OIDC provider must list it as a client ID` };
+      ? { name: 'audience', code: 'audience-empty', status: 'fail', detail: `annotation ${audienceKey} is empty; tokens need an audience (remove it to get ${defaultAudience})` }
+      : { name: 'audience', code: 'audience-annotated', status: 'ok', detail: `tokens are issued for audience ${annotated} (annotation ${audienceKey}); the IAM OIDC provider must list it as a client ID` };
   }
   const fromWebhook = ctx.location?.deployment?.args.some((a) => /^--?token-audience(=|$)/.test(a));
   const from = o.audience !== undefined ? '--audience' : fromWebhook ? 'the webhook\'s --token-audience' : 'the default';
   const why = !kc ? '' : sa.known ? '; the ServiceAccount sets none' : '; the ServiceAccount could not be read';
-  return { name: 'audience', status: 'ok', detail: `tokens are issued for audience ${defaultAudience} (${from}${why})` };
+  return { name: 'audience', code: 'audience-default', status: 'ok', detail: `tokens are issued for audience ${defaultAudience} (${from}${why})` };
 }
 
 /** Annotation warnings other than the role ARN's (which the role-arn check reports). */
-function checkOtherAnnotations(ctx: DoctorContext, settings: ServiceAccountSettings | undefined): DoctorCheck | undefined {
-  const other = (settings?.warnings ?? []).filter((w) => !w.includes(ctx.roleKey));
+function checkOtherAnnotations(sa: ServiceAccountFinding): DoctorCheck | undefined {
+  const other = (sa.settings?.warnings ?? []).filter((w) => !sa.roleArnWarnings.includes(w));
   if (other.length === 0) return undefined;
-  return { name: 'annotations', status: 'warn', detail: `${other.length} annotation(s) of the ServiceAccount are ignored or adjusted`, details: other };
+  return { name: 'annotations', code: 'annotations-ignored', status: 'warn', detail: `${other.length} annotation(s) of the ServiceAccount are ignored or adjusted`, details: other };
 }
 
 function checkWebhookFlags(location: WebhookLocation | undefined): DoctorCheck {
   const d = location?.deployment;
-  if (d) return { name: 'webhook-flags', status: 'ok', detail: `the webhook runs with ${d.args.length > 0 ? d.args.join(' ') : 'no flags (the defaults)'} (${d.source})` };
+  if (d) return { name: 'webhook-flags', code: 'webhook-flags-found', status: 'ok', detail: `the webhook runs with ${d.args.length > 0 ? d.args.join(' ') : 'no flags (the defaults)'} (${d.source})` };
   return {
     name: 'webhook-flags',
+    code: 'webhook-flags-not-found',
     status: 'skip',
     detail: 'the webhook\'s Deployment was not found (a Deployment in the Service\'s namespace whose pods the Service selects), ' +
       'so the pod below assumes the defaults and the flags given to doctor (--sts-regional-endpoint, --aws-default-region, ...)',
@@ -328,14 +365,14 @@ async function checkIssuer(given: string | undefined, discovery: Discovery | und
     return {
       value: given,
       check: bad || internal
-        ? { name: 'issuer', status: 'fail', detail: bad ? `the issuer ${given} (--issuer) ${bad}` : `the issuer ${given} (--issuer) will not work: ${internal}` }
-        : { name: 'issuer', status: 'ok', detail: `the issuer is ${given} (--issuer)` },
+        ? { name: 'issuer', code: bad ? 'issuer-invalid' : 'issuer-private', status: 'fail', detail: bad ? `the issuer ${given} (--issuer) ${bad}` : `the issuer ${given} (--issuer) will not work: ${internal}` }
+        : { name: 'issuer', code: 'issuer-given', status: 'ok', detail: `the issuer is ${given} (--issuer)` },
     };
   }
   if (!discovery) return {};
   const served = await discovery;
   if (!('value' in served)) {
-    return { check: { name: 'issuer', status: 'fail', detail: `cannot learn the issuer: ${served.error.message}; give --issuer to check the trust policy anyway` } };
+    return { check: { name: 'issuer', code: 'issuer-undiscoverable', status: 'fail', detail: `cannot learn the issuer: ${served.error.message}; give --issuer to check the trust policy anyway` } };
   }
   const { issuer, keys } = served.value;
   const bad = issuerProblem(issuer);
@@ -343,8 +380,8 @@ async function checkIssuer(given: string | undefined, discovery: Discovery | und
   return {
     value: issuer,
     check: problem
-      ? { name: 'issuer', status: 'fail', detail: `the API server's issuer ${issuer} will not work: ${problem}` }
-      : { name: 'issuer', status: 'ok', detail: `the API server's issuer is ${issuer} (from its discovery document; it serves ${keys} key(s))` },
+      ? { name: 'issuer', code: bad ? 'issuer-invalid' : 'issuer-private', status: 'fail', detail: `the API server's issuer ${issuer} will not work: ${problem}` }
+      : { name: 'issuer', code: 'issuer-discovered', status: 'ok', detail: `the API server's issuer is ${issuer} (from its discovery document; it serves ${keys} key(s))` },
   };
 }
 
@@ -355,20 +392,22 @@ function checkTrust(ctx: DoctorContext, issuer: string | undefined, audience: st
     const role = roleArn?.split('/').pop() ?? 'ROLE';
     return [{
       name: 'trust-policy',
+      code: 'trust-policy-not-given',
       status: 'skip',
       detail: `no --trust-policy: the role's trust policy was not checked (aws iam get-role --role-name ${role} --query Role.AssumeRolePolicyDocument > trust.json)`,
     }];
   }
-  if (!issuer) return [{ name: 'trust-policy', status: 'skip', detail: 'not checked: the issuer is unknown' }];
+  if (!issuer) return [{ name: 'trust-policy', code: 'trust-policy-not-checked', status: 'skip', detail: 'not checked: the issuer is unknown' }];
   const account = roleAccount(roleArn);
   const result = evaluateTrustPolicy(policy, { issuer, subject: ctx.subject, audience, accountId: account });
   const steps = result.checks.filter((c) => c.name !== 'decision');
   // Decided by a statement (Allow or Deny): how it matched. Otherwise every failed step the reason does not already say.
   const shown = result.statement !== undefined
     ? steps.filter((c) => c.statement === result.statement)
-    : steps.filter((c) => !c.ok && !result.reason.includes(c.detail));
+    : steps.filter((c) => !c.ok && c !== result.cause);
   const trust: DoctorCheck = {
     name: 'trust-policy',
+    code: result.allowed ? 'trust-policy-allows' : result.statement !== undefined ? 'trust-policy-denies' : 'trust-policy-no-allow',
     status: result.allowed ? 'ok' : 'fail',
     detail: result.reason,
     details: shown.map((c) => `statement ${c.statement}: ${c.detail}`),
@@ -378,15 +417,16 @@ function checkTrust(ctx: DoctorContext, issuer: string | undefined, audience: st
 }
 
 function checkAccounts(policy: TrustPolicy, issuer: string, account: string | undefined): DoctorCheck {
-  if (!account) return { name: 'accounts', status: 'skip', detail: 'not checked: no role ARN to compare the provider\'s account with' };
+  if (!account) return { name: 'accounts', code: 'accounts-not-checked', status: 'skip', detail: 'not checked: no role ARN to compare the provider\'s account with' };
   const providers = federatedPrincipals(policy).map((arn) => ({ arn, parsed: parseProviderArn(arn) }));
   const ours = providers.filter((p) => p.parsed?.path === providerPath(issuer));
   const candidates = ours.length > 0 ? ours : providers.filter((p) => p.parsed);
-  if (candidates.length === 0) return { name: 'accounts', status: 'skip', detail: 'not checked: the trust policy names no IAM OIDC provider' };
+  if (candidates.length === 0) return { name: 'accounts', code: 'accounts-no-provider', status: 'skip', detail: 'not checked: the trust policy names no IAM OIDC provider' };
   const other = candidates.find((p) => p.parsed?.accountId !== account);
-  if (!other) return { name: 'accounts', status: 'ok', detail: `the role and the OIDC provider are both in account ${account}` };
+  if (!other) return { name: 'accounts', code: 'accounts-match', status: 'ok', detail: `the role and the OIDC provider are both in account ${account}` };
   return {
     name: 'accounts',
+    code: 'accounts-differ',
     status: 'warn',
     detail: `the role is in account ${account} but the trust policy's provider ${other.arn} is in account ${other.parsed?.accountId}; ` +
       'STS only uses a provider of the role\'s own account, so create the provider there',
@@ -398,17 +438,18 @@ function checkPod(ctx: DoctorContext, sa: ServiceAccountFinding, webhookProblem:
   const { o, who } = ctx;
   if (!sa.known) {
     const why = sa.missing ? `ServiceAccount ${who} does not exist` : 'the ServiceAccount is unknown';
-    return { check: { name: 'pod', status: sa.missing ? 'fail' : 'skip', detail: sa.missing ? `nothing: ${why}` : `not worked out: ${why}` } };
+    return { check: { name: 'pod', code: sa.missing ? 'pod-service-account-missing' : 'pod-not-worked-out', status: sa.missing ? 'fail' : 'skip', detail: sa.missing ? `nothing: ${why}` : `not worked out: ${why}` } };
   }
   const credentials = podCredentials(o.namespace, o.serviceAccount, sa.settings, ctx.options);
   if (credentials.env.length === 0 && credentials.volumes.length === 0) {
-    return { credentials, check: { name: 'pod', status: 'fail', detail: `nothing: the ServiceAccount has no ${ctx.roleKey} annotation`, details: credentials.warnings } };
+    return { credentials, check: { name: 'pod', code: 'pod-gets-nothing', status: 'fail', detail: `nothing: the ServiceAccount has no ${ctx.roleKey} annotation`, details: credentials.warnings } };
   }
   const caveat = webhookProblem ? ', but only once the webhook problems above are fixed' : '';
   return {
     credentials,
     check: {
       name: 'pod',
+      code: 'pod-gets-credentials',
       status: 'ok',
       detail: `a new pod of ${who} gets ${credentials.env.map((e) => e.name).join(', ')} and the token volume${caveat}`,
       details: [
@@ -485,24 +526,24 @@ async function checkWebhook(
   try {
     const answer = await kubeGet(kc, `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${encodeURIComponent(name)}`, timeoutMs);
     if (answer.status === 404) {
-      add({ name: 'webhook-config', status: 'fail', detail: `MutatingWebhookConfiguration ${name} does not exist, so no pod is mutated (if it has another name, give --webhook-config NAME)` });
+      add({ name: 'webhook-config', code: 'webhook-config-missing', status: 'fail', detail: `MutatingWebhookConfiguration ${name} does not exist, so no pod is mutated (if it has another name, give --webhook-config NAME)` });
       return true;
     }
     if (answer.status !== 200) {
-      add({ name: 'webhook-config', status: 'fail', detail: `cannot read MutatingWebhookConfiguration ${name}: ${answerError(answer)}` });
+      add({ name: 'webhook-config', code: 'webhook-config-unreadable', status: 'fail', detail: `cannot read MutatingWebhookConfiguration ${name}: ${answerError(answer)}` });
       return true;
     }
     config = answer.json as V1MutatingWebhookConfiguration;
   } catch (err) {
-    add({ name: 'webhook-config', status: 'fail', detail: `cannot read MutatingWebhookConfiguration ${name}: ${(err as Error).message}` });
+    add({ name: 'webhook-config', code: 'webhook-config-unreadable', status: 'fail', detail: `cannot read MutatingWebhookConfiguration ${name}: ${(err as Error).message}` });
     return true;
   }
   const webhooks = config.webhooks ?? [];
-  add({ name: 'webhook-config', status: 'ok', detail: `MutatingWebhookConfiguration ${name} exists with ${webhooks.length} webhook(s)` });
+  add({ name: 'webhook-config', code: 'webhook-config-found', status: 'ok', detail: `MutatingWebhookConfiguration ${name} exists with ${webhooks.length} webhook(s)` });
 
   const forPods = webhooks.filter(webhookMatchesPodCreate);
   if (forPods.length === 0) {
-    add({ name: 'webhook-rules', status: 'fail', detail: `none of the webhooks of ${name} has a rule for CREATE of pods (apiGroups "", apiVersions v1, resources pods)` });
+    add({ name: 'webhook-rules', code: 'webhook-rules-no-pod-create', status: 'fail', detail: `none of the webhooks of ${name} has a rule for CREATE of pods (apiGroups "", apiVersions v1, resources pods)` });
     return true;
   }
   // Does the webhook see pods of this namespace? The API server sets kubernetes.io/metadata.name on every namespace.
@@ -518,25 +559,27 @@ async function checkWebhook(
   const called = forPods.filter((w) => selectorMatches(w.namespaceSelector, labels) && selectorMatches(w.objectSelector, {}));
   if (called.length === 0) {
     const w = forPods[0] as V1MutatingWebhook;
-    const which = selectorMatches(w.namespaceSelector, labels) ? 'its objectSelector requires pod labels a plain pod does not have' : `its namespaceSelector excludes namespace ${o.namespace}`;
-    add({ name: 'webhook-rules', status: 'fail', detail: `webhook ${w.name} is not called for pods of ${o.namespace}: ${which}${labelsNote}` });
+    const byObject = selectorMatches(w.namespaceSelector, labels);
+    const which = byObject ? 'its objectSelector requires pod labels a plain pod does not have' : `its namespaceSelector excludes namespace ${o.namespace}`;
+    add({ name: 'webhook-rules', code: byObject ? 'webhook-rules-object-selector' : 'webhook-rules-namespace-excluded', status: 'fail', detail: `webhook ${w.name} is not called for pods of ${o.namespace}: ${which}${labelsNote}` });
     return true;
   }
   const webhook = called[0] as V1MutatingWebhook;
-  add({ name: 'webhook-rules', status: 'ok', detail: `webhook ${webhook.name} is called for pod CREATE in namespace ${o.namespace} (failurePolicy ${webhook.failurePolicy ?? 'Fail'})${labelsNote}` });
+  add({ name: 'webhook-rules', code: 'webhook-rules-match', status: 'ok', detail: `webhook ${webhook.name} is called for pod CREATE in namespace ${o.namespace} (failurePolicy ${webhook.failurePolicy ?? 'Fail'})${labelsNote}` });
 
   let failed = false;
   const client = webhook.clientConfig ?? {};
   const ca = decodeCaBundle(client.caBundle);
   if (ca.problem) {
     const hint = client.caBundle ? '' : ' (run `pod-identity-webhook certs --patch-webhook ' + name + '` or let cert-manager inject it)';
-    add({ name: 'ca-bundle', status: client.url && !client.caBundle ? 'warn' : 'fail', detail: `webhook ${webhook.name}: ${ca.problem}, so the API server cannot verify it${hint}` });
+    add({ name: 'ca-bundle', code: client.caBundle ? 'ca-bundle-unreadable' : 'ca-bundle-missing', status: client.url && !client.caBundle ? 'warn' : 'fail', detail: `webhook ${webhook.name}: ${ca.problem}, so the API server cannot verify it${hint}` });
     failed = !(client.url && !client.caBundle);
   } else {
     const cert = ca.certificate as NonNullable<typeof ca.certificate>;
     const expired = new Date(cert.validTo).getTime() < Date.now();
     add({
       name: 'ca-bundle',
+      code: expired ? 'ca-bundle-expired' : !cert.ca ? 'ca-bundle-not-ca' : 'ca-bundle-valid',
       status: expired || !cert.ca ? 'fail' : 'ok',
       detail: expired ? `the caBundle's certificate expired on ${formatDate(new Date(cert.validTo))}`
         : !cert.ca ? `the caBundle holds a certificate that is not a CA (${describeCertificate(cert)})`
@@ -547,11 +590,11 @@ async function checkWebhook(
 
   if (client.url) {
     const probe = await probeWebhookUrl(client.url, ca.pem, timeoutMs);
-    add({ name: 'webhook-answers', status: probe.ok ? 'ok' : 'fail', detail: probe.detail });
+    add({ name: 'webhook-answers', code: probe.ok ? 'webhook-answers-ok' : !probe.reached ? 'webhook-answers-unreachable' : probe.verified ? 'webhook-answers-error' : 'webhook-answers-tls', status: probe.ok ? 'ok' : 'fail', detail: probe.detail });
     return failed || !probe.ok;
   }
   if (!client.service) {
-    add({ name: 'webhook-answers', status: 'fail', detail: `webhook ${webhook.name} has neither clientConfig.url nor clientConfig.service` });
+    add({ name: 'webhook-answers', code: 'webhook-answers-no-client-config', status: 'fail', detail: `webhook ${webhook.name} has neither clientConfig.url nor clientConfig.service` });
     return true;
   }
   const svc = client.service;
@@ -561,7 +604,7 @@ async function checkWebhook(
   const sameService = location.service?.namespace === svc.namespace && location.service.name === svc.name && (location.service.port ?? 443) === port;
   const state = sameService && location.state ? location.state : await serviceState(kc, { namespace: svc.namespace, name: svc.name, port }, timeoutMs);
   if (state.outcome === 'missing' || state.outcome === 'no-port' || state.outcome === 'no-endpoints') {
-    add({ name: 'webhook-answers', status: 'fail', detail: state.detail });
+    add({ name: 'webhook-answers', code: `service-${state.outcome}`, status: 'fail', detail: state.detail });
     return true;
   }
   const proxied = `https:${svc.name}:${port}`;
@@ -572,20 +615,22 @@ async function checkWebhook(
     if (answer.status >= 200 && answer.status < 300) {
       add({
         name: 'webhook-answers',
+        code: 'webhook-answers-ok',
         status: 'ok',
         detail: `the ${target} answered /healthz through the API server's service proxy${endpoints}`,
       });
     } else if (answer.status === 401 || answer.status === 403) {
-      add({ name: 'webhook-answers', status: 'warn', detail: `could not ask the ${target}: ${answerError(answer)} (needs get on services/proxy)${endpoints}` });
+      add({ name: 'webhook-answers', code: 'webhook-answers-forbidden', status: 'warn', detail: `could not ask the ${target}: ${answerError(answer)} (needs get on services/proxy)${endpoints}` });
     } else {
-      add({ name: 'webhook-answers', status: 'fail', detail: `the ${target} does not answer through the API server's service proxy: ${answerError(answer)}${endpoints}` });
+      add({ name: 'webhook-answers', code: 'webhook-answers-error', status: 'fail', detail: `the ${target} does not answer through the API server's service proxy: ${answerError(answer)}${endpoints}` });
       failed = true;
     }
   } catch (err) {
     const message = (err as Error).message;
-    const timedOut = message.includes('no answer within');
+    const timedOut = err instanceof KubeTimeoutError;
     add({
       name: 'webhook-answers',
+      code: timedOut ? 'webhook-answers-timeout' : 'webhook-answers-unreachable',
       status: 'fail',
       detail: timedOut
         ? `the ${target} did not answer within ${timeoutMs / 1000} s through the API server's service proxy${endpoints}: the webhook is hanging or a network policy drops the traffic`
@@ -598,15 +643,15 @@ async function checkWebhook(
   // against it directly when an endpoint is reachable from here (inside the cluster, usually).
   const endpoint = state.ready[0];
   if (!endpoint) {
-    add({ name: 'webhook-tls', status: 'skip', detail: 'no endpoint to connect to: the caBundle was not matched against the serving certificate' });
+    add({ name: 'webhook-tls', code: 'webhook-tls-no-endpoint', status: 'skip', detail: 'no endpoint to connect to: the caBundle was not matched against the serving certificate' });
   } else if (ca.pem) {
     const name = `${svc.name}.${svc.namespace}.svc`;
     const probe = await probeServing({ host: endpoint.ip, port: endpoint.port, name, caPem: ca.pem, timeoutMs: Math.min(timeoutMs, 5000) });
     if (!probe.reached) {
-      add({ name: 'webhook-tls', status: 'skip', detail: `${probe.detail}; run doctor inside the cluster to match the caBundle against the serving certificate` });
+      add({ name: 'webhook-tls', code: 'webhook-tls-unreachable', status: 'skip', detail: `${probe.detail}; run doctor inside the cluster to match the caBundle against the serving certificate` });
     } else {
       const verified = probe.verified === true;
-      add({ name: 'webhook-tls', status: verified ? 'ok' : 'fail', detail: verified ? `the serving certificate of endpoint ${endpoint.ip}:${endpoint.port} verifies with the caBundle for ${name}` : probe.detail });
+      add({ name: 'webhook-tls', code: verified ? 'webhook-tls-verified' : 'webhook-tls-unverified', status: verified ? 'ok' : 'fail', detail: verified ? `the serving certificate of endpoint ${endpoint.ip}:${endpoint.port} verifies with the caBundle for ${name}` : probe.detail });
       if (!verified) failed = true;
     }
   }

@@ -10,6 +10,9 @@ export interface KubeAnswer {
   json: unknown;
 }
 
+/** No answer within the deadline: the endpoint hangs, or something drops the traffic. */
+export class KubeTimeoutError extends Error {}
+
 /** Every answer, whatever its status; only no answer at all (or none in time) throws. */
 export async function kubeGet(kc: KubeConnection, path: string, timeoutMs: number): Promise<KubeAnswer> {
   try {
@@ -27,7 +30,7 @@ export async function kubeGet(kc: KubeConnection, path: string, timeoutMs: numbe
       return { status: err.status ?? 0, text, json };
     }
     const e = err as NodeJS.ErrnoException;
-    if (e.name === 'AbortError' || e.name === 'TimeoutError' || e.code === 'ABORT_ERR') throw new Error(`GET ${path}: no answer within ${timeoutMs / 1000} s`);
+    if (e.name === 'AbortError' || e.name === 'TimeoutError' || e.code === 'ABORT_ERR') throw new KubeTimeoutError(`GET ${path}: no answer within ${timeoutMs / 1000} s`);
     throw new Error(`GET ${path}: ${e.code ?? e.message}${e.code && e.message ? ` (${e.message})` : ''}`);
   }
 }

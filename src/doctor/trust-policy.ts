@@ -33,6 +33,8 @@ export interface TrustPolicyResult {
   reason: string;
   /** The statement that decided (the matching Deny or Allow), 1-based. */
   statement?: number;
+  /** Refused with no statement deciding: the failed step of the closest Allow that the reason gives. */
+  cause?: PolicyCheck;
   checks: PolicyCheck[];
 }
 
@@ -331,10 +333,11 @@ function conditionOutcome(c: Condition, req: WebIdentityRequest): Outcome {
     return { ok, detail: `${head} ${ok ? 'holds' : 'fails'}: the key is ${absent ? 'absent' : 'present'}` };
   }
   if (key.kind === 'absent') {
-    // IAM: a missing key satisfies negated operators, IfExists and ForAllValues, and nothing else.
-    const ok = op.ifExists || op.negated || op.set === 'ForAllValues';
-    const why = op.ifExists ? 'IfExists' : op.set === 'ForAllValues' ? 'ForAllValues over no values' : op.negated ? 'a negated operator' : '';
-    return { ok, detail: ok ? `${head} holds: ${key.why} (${why})` : `${head} fails: ${key.why}` };
+    // IAM: over no values ForAnyValue is false and ForAllValues true, whatever follows them (IfExists and
+    // negation included); otherwise a missing key satisfies IfExists and negated operators, and nothing else.
+    const ok = op.set ? op.set === 'ForAllValues' : op.ifExists || op.negated;
+    const why = op.set ? `${op.set} over no values` : op.ifExists ? 'IfExists' : op.negated ? 'a negated operator' : '';
+    return { ok, detail: ok ? `${head} holds: ${key.why} (${why})` : `${head} fails: ${key.why}${why ? ` (${why})` : ''}` };
   }
 
   const match = op.match as (v: string, p: string) => boolean;
@@ -408,7 +411,7 @@ export function evaluateTrustPolicy(policy: unknown, req: WebIdentityRequest): T
     const reason = best && failed
       ? `no statement allows ${who}; closest is ${label(best.st)}: ${failed.detail}`
       : `the trust policy has no Allow statement, so nobody may assume the role`;
-    result = { allowed: false, reason, checks };
+    result = { allowed: false, reason, checks, ...(failed ? { cause: failed } : {}) };
   }
   result.checks = [...checks, { name: 'decision', ok: result.allowed, detail: result.reason, ...(result.statement ? { statement: result.statement } : {}) }];
   return result;

@@ -99,14 +99,14 @@ function statusOf(head: string): number | undefined {
  * trusted CA (the system's roots when there is none), the URL's host as the
  * name to verify; then asks GET /healthz on that connection.
  */
-export function probeWebhookUrl(url: string, caPem: string | undefined, timeoutMs: number): Promise<Outcome> {
+export function probeWebhookUrl(url: string, caPem: string | undefined, timeoutMs: number): Promise<ProbeOutcome> {
   let target: URL;
   try {
     target = new URL(url);
   } catch {
-    return Promise.resolve({ ok: false, detail: `clientConfig.url "${url}" is not a URL` });
+    return Promise.resolve({ ok: false, reached: false, detail: `clientConfig.url "${url}" is not a URL` });
   }
-  if (target.protocol !== 'https:') return Promise.resolve({ ok: false, detail: `clientConfig.url ${url} must be https://` });
+  if (target.protocol !== 'https:') return Promise.resolve({ ok: false, reached: false, detail: `clientConfig.url ${url} must be https://` });
   const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
   return probeServing({ host, port: Number(target.port || 443), name: host, caPem, timeoutMs, label: url });
 }

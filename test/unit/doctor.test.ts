@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { type DoctorFlags, doctorCommand, parseWebhookArgs, renderText, runDoctor, webhookOptions } from '../../src/cli/doctor.js';
 import { webhookArgs } from '../../src/doctor/service.js';
-import { type DoctorReport, podCredentials, privateIssuerProblem } from '../../src/doctor/checks.js';
+import { DOCTOR_CODES, type DoctorReport, podCredentials, privateIssuerProblem } from '../../src/doctor/checks.js';
 import { decodeCaBundle, selectorMatches, webhookMatchesPodCreate } from '../../src/doctor/webhook.js';
 import { DEFAULT_MUTATION_OPTIONS } from '../../src/config.js';
 import { createCA, createServingCertificate } from '../../src/tls/certificates.js';
@@ -39,8 +39,9 @@ function tmp(t: Test, files: Record<string, string> = {}): string {
 }
 
 
+/** Each check's status and code, by name. */
 function statuses(report: DoctorReport): Record<string, string> {
-  return Object.fromEntries(report.checks.map((c) => [c.name, c.status]));
+  return Object.fromEntries(report.checks.map((c) => [c.name, `${c.status} ${c.code}`]));
 }
 
 function check(report: DoctorReport, name: string) {
@@ -67,14 +68,14 @@ t.test('offline: a trust policy that admits the ServiceAccount passes, and the p
   const report = await runDoctor(offline(t), c.io);
   t.equal(report.ok, true);
   t.same(statuses(report), {
-    'service-account': 'skip',
-    'role-arn': 'ok',
-    audience: 'ok',
-    webhook: 'skip',
-    issuer: 'ok',
-    'trust-policy': 'ok',
-    accounts: 'ok',
-    pod: 'ok',
+    'service-account': 'skip service-account-offline-role-arn',
+    'role-arn': 'ok role-arn-set',
+    audience: 'ok audience-default',
+    webhook: 'skip webhook-not-checked',
+    issuer: 'ok issuer-given',
+    'trust-policy': 'ok trust-policy-allows',
+    accounts: 'ok accounts-match',
+    pod: 'ok pod-gets-credentials',
   });
   t.match(check(report, 'trust-policy').detail, `statement 1 allows sts:AssumeRoleWithWebIdentity to ${SUB}`);
   t.same(report.pod?.env, [
@@ -96,7 +97,8 @@ t.test('offline: a policy for another ServiceAccount fails with the sentence tha
   const tp = check(report, 'trust-policy');
   t.equal(tp.status, 'fail');
   t.match(tp.detail, `condition StringEquals ${P}:sub = system:serviceaccount:other:app does not match ${SUB}`);
-  t.match(c.out.join('\n'), /^FAIL trust-policy/m);
+  t.equal(tp.code, 'trust-policy-no-allow');
+  t.match(c.out.join('\n'), /^FAIL trust-policy .* \[trust-policy-no-allow\]$/m);
   t.match(c.out.at(-1), /^1 of 6 checks failed \(2 skipped\)\.$/);
 });
 
@@ -116,6 +118,7 @@ t.test('offline: the provider in another account fails the policy and warns abou
   t.equal(check(report, 'trust-policy').status, 'fail');
   t.match(check(report, 'trust-policy').detail, 'is in account 444455556666 but the role is in account 111122223333');
   t.equal(check(report, 'accounts').status, 'warn');
+  t.equal(check(report, 'accounts').code, 'accounts-differ');
   t.match(check(report, 'accounts').detail, 'STS only uses a provider of the role\'s own account');
 });
 
@@ -131,14 +134,14 @@ t.test('offline: without --role-arn the ServiceAccount checks are skipped, the p
   const report = await runDoctor(offline(t, { roleArn: undefined }), capture().io);
   t.equal(report.ok, true);
   t.same(statuses(report), {
-    'service-account': 'skip',
-    'role-arn': 'skip',
-    audience: 'ok',
-    webhook: 'skip',
-    issuer: 'ok',
-    'trust-policy': 'ok',
-    accounts: 'skip',
-    pod: 'skip',
+    'service-account': 'skip service-account-offline',
+    'role-arn': 'skip role-arn-not-checked',
+    audience: 'ok audience-default',
+    webhook: 'skip webhook-not-checked',
+    issuer: 'ok issuer-given',
+    'trust-policy': 'ok trust-policy-allows',
+    accounts: 'skip accounts-not-checked',
+    pod: 'skip pod-not-worked-out',
   });
   t.match(check(report, 'service-account').detail, 'no cluster and no --role-arn');
   t.equal(report.pod, undefined);
@@ -153,12 +156,14 @@ t.test('offline: without --trust-policy the policy check is skipped with a hint'
 t.test('offline: a malformed --role-arn fails', async (t) => {
   const report = await runDoctor(offline(t, { roleArn: 'arn:aws:iam::123:role/x' }), capture().io);
   t.equal(check(report, 'role-arn').status, 'fail');
+  t.equal(check(report, 'role-arn').code, 'role-arn-malformed');
   t.match(check(report, 'role-arn').detail, /^--role-arn "arn:aws:iam::123:role\/x" is not a role ARN of the form arn:<partition>:iam::<12-digit account>:role\/<name>$/);
 });
 
 t.test('offline: a cluster-internal issuer fails: STS cannot fetch its documents', async (t) => {
   const report = await runDoctor(offline(t, { issuer: 'https://kubernetes.default.svc.cluster.local' }), capture().io);
   t.equal(check(report, 'issuer').status, 'fail');
+  t.equal(check(report, 'issuer').code, 'issuer-private');
   t.match(check(report, 'issuer').detail, 'is not a public name: STS fetches kubernetes.default.svc.cluster.local/.well-known/openid-configuration');
 });
 
@@ -171,6 +176,8 @@ t.test('--output json prints { ok, checks } with the evaluator\'s steps', async 
   t.equal(doc.subject, SUB);
   const tp = doc.checks.find((k) => k.name === 'trust-policy');
   t.equal(tp?.status, 'fail');
+  t.equal(tp?.code, 'trust-policy-no-allow', 'the code is in the JSON');
+  t.ok(doc.checks.every((k) => k.code.startsWith(`${k.name}-`)), 'every check has a code of its own family');
   t.same(tp?.policy?.map((s) => [s.name, s.ok]), [['principal', true], ['action', true], ['condition', false], ['condition', true], ['decision', false]]);
 });
 
@@ -178,14 +185,18 @@ t.test('usage errors: one line, exit 2', async (t) => {
   const dir = tmp(t, { 'bad.json': '{"Statement": [{"Effect": "allow"}]}', 'notjson.json': 'Version: 1' });
   const base = ['--offline', '--namespace', 'shop', '--service-account', 'api', '--issuer', ISSUER];
   const cases: Array<[string, string[], RegExp]> = [
-    ['no --namespace', ['--offline', '--service-account', 'api', '--issuer', ISSUER], /^error: --namespace is required$/],
-    ['bad namespace', ['--offline', '--namespace', 'Shop', '--service-account', 'api', '--issuer', ISSUER], /--namespace "Shop" is not a valid namespace name/],
+    ['no --namespace', ['--offline', '--service-account', 'api', '--issuer', ISSUER], /^error: required option '-n, --namespace <name>' not specified$/],
+    ['no --service-account', ['--offline', '-n', 'shop', '--issuer', ISSUER], /^error: required option '--service-account <name>' not specified$/],
+    ['bad namespace', ['--offline', '--namespace', 'Shop', '--service-account', 'api', '--issuer', ISSUER], /^error: option '-n, --namespace <name>' argument 'Shop' is invalid\. not a valid namespace name/],
     ['http issuer', [...base.slice(0, -1), 'http://oidc.example.com'], /--issuer "http:\/\/oidc.example.com" must be an https:\/\/ URL/],
     ['no policy file', [...base, '--trust-policy', join(dir, 'missing.json')], /--trust-policy .*missing.json: cannot read: no such file/],
     ['invalid policy', [...base, '--trust-policy', join(dir, 'bad.json')], /--trust-policy .*bad.json: Statement 1: Effect must be "Allow" or "Deny", not "allow"/],
     ['not JSON', [...base, '--trust-policy', join(dir, 'notjson.json')], /--trust-policy .*notjson.json: the trust policy is not JSON/],
     ['no cluster and no issuer', ['--offline', '--namespace', 'shop', '--service-account', 'api'], /no cluster: give --kubeconfig or --kube-api/],
-    ['--offline with --kubeconfig', [...base, '--kubeconfig', join(dir, 'kc')], /--offline does not go with --kubeconfig/],
+    ['--offline with --kubeconfig', [...base, '--kubeconfig', join(dir, 'kc')], /^error: option '--offline' cannot be used with option '--kubeconfig <file>'$/],
+    ['--offline with --context', [...base, '--context', 'prod'], /^error: option '--offline' cannot be used with option '--context <name>'$/],
+    ['--offline with --kube-api', [...base, '--kube-api', 'https://127.0.0.1:6443'], /^error: option '--offline' cannot be used with option '--kube-api <url>'$/],
+    ['bad --output', [...base, '--output', 'xml'], /^error: option '-o, --output <format>' argument 'xml' is invalid\. Allowed choices are text, json, yaml\.$/],
     ['--role-arn with a cluster', ['--namespace', 'shop', '--service-account', 'api', '--kube-api', 'http://127.0.0.1:1', '--role-arn', ROLE], /--role-arn is for offline checks/],
     ['missing kubeconfig', ['--namespace', 'shop', '--service-account', 'api', '--kubeconfig', join(dir, 'kc')], /--kubeconfig .*kc: no such file/],
     ['bad annotation prefix', [...base, '--annotation-prefix', 'a/b'], /--annotation-prefix "a\/b"/],
@@ -215,6 +226,16 @@ t.test('exit codes: 0 when every check that ran passed, 1 otherwise', async (t) 
   t.same(bad.err, [], 'a failed check is output, not an error');
 });
 
+t.test('the README lists every doctor code, once, under its check', async (t) => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const table = readme.slice(readme.indexOf('| Check | Codes |')).split('\n\n')[0] as string;
+  const rows = table.split('\n').slice(2).map((row) => row.split('|').map((cell) => cell.trim()));
+  const listed = rows.flatMap(([, check, codes]) => [...(codes ?? '').matchAll(/`([a-z-]+)`/g)].map((m) => ({ check: (check ?? '').replace(/`/g, ''), code: m[1] as string })));
+  t.same(listed.map((l) => l.code).sort(), [...DOCTOR_CODES].sort());
+  const serviceCodes = new Set(['service-missing', 'service-no-port', 'service-no-endpoints']);
+  t.same(listed.filter((l) => !l.code.startsWith(`${l.check}-`) && !(l.check === 'webhook-answers' && serviceCodes.has(l.code))), [], 'codes start with their check\'s name');
+});
+
 t.test('renderText aligns names and indents details', async (t) => {
   const lines = renderText({
     ok: false,
@@ -222,20 +243,22 @@ t.test('renderText aligns names and indents details', async (t) => {
     serviceAccount: 'b',
     subject: 'system:serviceaccount:a:b',
     checks: [
-      { name: 'x', status: 'ok', detail: 'one' },
-      { name: 'longer-name', status: 'fail', detail: 'two', details: ['why'] },
-      { name: 'w', status: 'warn', detail: 'three' },
+      { name: 'x', code: 'role-arn-set', status: 'ok', detail: 'one' },
+      { name: 'longer-name', code: 'service-missing', status: 'fail', detail: 'two', details: ['why'] },
+      { name: 'w', code: 'accounts-differ', status: 'warn', detail: 'three' },
+      { name: 's', code: 'trust-policy-not-given', status: 'skip', detail: 'four' },
     ],
   });
   t.same(lines, [
     'ServiceAccount a/b (token subject system:serviceaccount:a:b)',
     '',
     'ok   x            one',
-    'FAIL longer-name  two',
+    'FAIL longer-name  two [service-missing]',
     '                  - why',
-    'warn w            three',
+    'warn w            three [accounts-differ]',
+    'skip s            four',
     '',
-    '1 of 3 checks failed (1 warning(s)).',
+    '1 of 3 checks failed (1 warning(s), 1 skipped).',
   ]);
 });
 
@@ -446,19 +469,19 @@ t.test('cluster: everything in order (url webhook), policy checked against the d
 
   const c = capture();
   const report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig, trustPolicy: join(dir, 'trust.json') }, c.io);
-  t.same(report.checks.map((k) => [k.name, k.status]), [
-    ['service-account', 'ok'],
-    ['role-arn', 'ok'],
-    ['audience', 'ok'],
-    ['webhook-config', 'ok'],
-    ['webhook-rules', 'ok'],
-    ['ca-bundle', 'ok'],
-    ['webhook-answers', 'ok'],
-    ['webhook-flags', 'skip'],
-    ['issuer', 'ok'],
-    ['trust-policy', 'ok'],
-    ['accounts', 'ok'],
-    ['pod', 'ok'],
+  t.same(report.checks.map((k) => [k.name, k.status, k.code]), [
+    ['service-account', 'ok', 'service-account-found'],
+    ['role-arn', 'ok', 'role-arn-set'],
+    ['audience', 'ok', 'audience-default'],
+    ['webhook-config', 'ok', 'webhook-config-found'],
+    ['webhook-rules', 'ok', 'webhook-rules-match'],
+    ['ca-bundle', 'ok', 'ca-bundle-valid'],
+    ['webhook-answers', 'ok', 'webhook-answers-ok'],
+    ['webhook-flags', 'skip', 'webhook-flags-not-found'],
+    ['issuer', 'ok', 'issuer-discovered'],
+    ['trust-policy', 'ok', 'trust-policy-allows'],
+    ['accounts', 'ok', 'accounts-match'],
+    ['pod', 'ok', 'pod-gets-credentials'],
   ], c.out.join('\n'));
   t.equal(report.ok, true);
   t.match(check(report, 'role-arn').detail, `annotation eks.amazonaws.com/role-arn is ${ROLE}`);
@@ -574,10 +597,12 @@ t.test('cluster: service webhooks: Service, ready endpoints, the proxy, and the 
   const down = await run();
   t.equal(down.ok, false);
   t.match(check(down, 'webhook-answers').detail, 'does not answer through the API server\'s service proxy: HTTP 503: error trying to reach service');
+  t.equal(check(down, 'webhook-answers').code, 'webhook-answers-error');
 
   cluster.proxy = { status: 0, body: '' };
   const hung = await run({ timeout: 300 });
   t.equal(check(hung, 'webhook-answers').status, 'fail');
+  t.equal(check(hung, 'webhook-answers').code, 'webhook-answers-timeout', 'a timeout is told apart by its type');
   t.match(check(hung, 'webhook-answers').detail, 'did not answer within 0.3 s through the API server\'s service proxy (1 ready endpoint(s)): the webhook is hanging or a network policy drops the traffic');
 });
 
@@ -593,6 +618,7 @@ t.test('cluster: no Service, no ready endpoints and no matching pods are three d
   let report = await run();
   t.equal(check(report, 'webhook-answers').status, 'fail');
   t.equal(check(report, 'webhook-answers').detail, 'the Service pod-identity-webhook/pod-identity-webhook that the webhook configuration names does not exist, so the API server cannot call the webhook');
+  t.equal(check(report, 'webhook-answers').code, 'service-missing');
 
   serviceBacked(cluster, 8443, false);
   report = await run();
@@ -603,6 +629,7 @@ t.test('cluster: no Service, no ready endpoints and no matching pods are three d
   cluster.endpointSlices?.set(`${SVC_NS}/${SVC_NAME}`, []);
   report = await run();
   t.match(check(report, 'webhook-answers').detail, 'exists but has no ready endpoints: no running pod matches its selector app=pod-identity-webhook');
+  t.equal(check(report, 'webhook-answers').code, 'service-no-endpoints');
 
   // Clusters without EndpointSlices: the Endpoints object says the same.
   cluster.endpointSlices = undefined;
@@ -613,6 +640,7 @@ t.test('cluster: no Service, no ready endpoints and no matching pods are three d
   cluster.services.set(`${SVC_NS}/${SVC_NAME}`, { kind: 'Service', spec: { selector: SELECTOR, ports: [{ port: 8443 }] } });
   report = await run();
   t.match(check(report, 'webhook-answers').detail, 'has no port 443, which the webhook configuration names (its ports: 8443)');
+  t.equal(check(report, 'webhook-answers').code, 'service-no-port');
 });
 
 t.test('cluster: a caBundle that does not verify the Service\'s serving certificate fails webhook-tls', async (t) => {
@@ -625,6 +653,7 @@ t.test('cluster: a caBundle that does not verify the Service\'s serving certific
   const report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
   t.equal(check(report, 'webhook-answers').status, 'ok', 'the proxy does not verify the certificate');
   t.equal(check(report, 'webhook-tls').status, 'fail');
+  t.equal(check(report, 'webhook-tls').code, 'webhook-tls-unverified');
   t.match(check(report, 'webhook-tls').detail, /^the caBundle does not verify the serving certificate at 127\.0\.0\.1:\d+ \(.+\); it presented subject CN=pod-identity-webhook\.pod-identity-webhook\.svc/);
   t.equal(report.ok, false);
 
@@ -632,6 +661,7 @@ t.test('cluster: a caBundle that does not verify the Service\'s serving certific
   serviceBacked(cluster, 1);
   const unreachable = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
   t.equal(check(unreachable, 'webhook-tls').status, 'skip');
+  t.equal(check(unreachable, 'webhook-tls').code, 'webhook-tls-unreachable');
   t.match(check(unreachable, 'webhook-tls').detail, 'cannot connect to 127.0.0.1:1: ECONNREFUSED; run doctor inside the cluster');
 });
 
@@ -689,6 +719,7 @@ t.test('cluster: what is missing, one failure at a time', async (t) => {
 
   let report = await run();
   t.match(check(report, 'service-account').detail, 'ServiceAccount shop/api does not exist');
+  t.same([check(report, 'service-account').code, check(report, 'pod').code], ['service-account-missing', 'pod-service-account-missing']);
   t.equal(check(report, 'pod').detail, 'nothing: ServiceAccount shop/api does not exist');
 
   cluster.serviceAccounts.set('shop/api', { 'eks.amazonaws.com/token-expiration': 'soon' });
@@ -698,30 +729,45 @@ t.test('cluster: what is missing, one failure at a time', async (t) => {
   t.equal(check(report, 'annotations').status, 'warn');
   t.match(check(report, 'annotations').details, [/token-expiration="soon" is not a whole number/]);
   t.equal(check(report, 'pod').detail, 'nothing: the ServiceAccount has no eks.amazonaws.com/role-arn annotation');
+  t.same([check(report, 'role-arn').code, check(report, 'annotations').code, check(report, 'pod').code], ['role-arn-missing', 'annotations-ignored', 'pod-gets-nothing']);
+
+  // Which warning is about the role ARN is known by construction, not by its words: a value that
+  // mentions the role-arn annotation stays a warning about its own annotation.
+  cluster.serviceAccounts.set('shop/api', { 'eks.amazonaws.com/role-arn': 'not-an-arn', 'eks.amazonaws.com/token-expiration': 'eks.amazonaws.com/role-arn' });
+  report = await run();
+  t.equal(check(report, 'role-arn').code, 'role-arn-malformed');
+  t.match(check(report, 'role-arn').detail, /^annotation eks.amazonaws.com\/role-arn="not-an-arn" is not a role ARN/);
+  t.equal(check(report, 'annotations').code, 'annotations-ignored');
+  t.match(check(report, 'annotations').details, [/^annotation eks.amazonaws.com\/token-expiration="eks.amazonaws.com\/role-arn" is not a whole number/]);
 
   cluster.serviceAccounts.set('shop/api', { 'eks.amazonaws.com/role-arn': ROLE });
   cluster.webhookConfigs.clear();
   report = await run();
   t.match(check(report, 'webhook-config').detail, 'MutatingWebhookConfiguration pod-identity-webhook does not exist');
+  t.equal(check(report, 'webhook-config').code, 'webhook-config-missing');
   report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig, webhookConfig: 'other' }, capture().io);
   t.match(check(report, 'webhook-config').detail, 'MutatingWebhookConfiguration other does not exist');
 
   cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig(service, { rules: [{ operations: ['UPDATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }] }));
   report = await run();
   t.match(check(report, 'webhook-rules').detail, 'has a rule for CREATE of pods');
+  t.equal(check(report, 'webhook-rules').code, 'webhook-rules-no-pod-create');
 
   cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig(service));
   cluster.namespaceLabels.set('shop', { 'kubernetes.io/metadata.name': 'shop' });
   const excluded = await runDoctor({ namespace: 'pod-identity-webhook', serviceAccount: 'api', kubeconfig: cluster.kubeconfig }, capture().io);
   t.match(check(excluded, 'webhook-rules').detail, 'its namespaceSelector excludes namespace pod-identity-webhook');
+  t.equal(check(excluded, 'webhook-rules').code, 'webhook-rules-namespace-excluded');
 
   cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig(service, { objectSelector: { matchLabels: { 'irsa': 'on' } } }));
   report = await run();
   t.match(check(report, 'webhook-rules').detail, 'its objectSelector requires pod labels');
+  t.equal(check(report, 'webhook-rules').code, 'webhook-rules-object-selector');
 
   cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig({ service: service.service }));
   report = await run();
   t.equal(check(report, 'ca-bundle').status, 'fail');
+  t.equal(check(report, 'ca-bundle').code, 'ca-bundle-missing');
   t.match(check(report, 'ca-bundle').detail, 'it has no caBundle, so the API server cannot verify it (run `pod-identity-webhook certs --patch-webhook pod-identity-webhook`');
 
   cluster.webhookConfigs.set('pod-identity-webhook', webhookConfig(service));
@@ -731,11 +777,13 @@ t.test('cluster: what is missing, one failure at a time', async (t) => {
   t.equal(check(report, 'issuer').status, 'fail');
   t.match(check(report, 'issuer').detail, 'the API server\'s issuer https://kubernetes.default.svc.cluster.local will not work');
   t.match(check(report, 'trust-policy').detail, 'this cluster\'s issuer is https://kubernetes.default.svc.cluster.local');
+  t.same([check(report, 'issuer').code, check(report, 'trust-policy').code], ['issuer-private', 'trust-policy-no-allow']);
 
   cluster.issuer = '';
   report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig, trustPolicy: join(dir, 'trust.json') }, capture().io);
   t.match(check(report, 'issuer').detail, 'cannot learn the issuer: GET /.well-known/openid-configuration: HTTP 404: not found (is ServiceAccountIssuerDiscovery enabled');
   t.match(check(report, 'trust-policy').detail, 'not checked: the issuer is unknown');
+  t.same([check(report, 'issuer').code, check(report, 'trust-policy').code], ['issuer-undiscoverable', 'trust-policy-not-checked']);
 
   // --issuer overrides discovery.
   report = await runDoctor({ namespace: 'shop', serviceAccount: 'api', kubeconfig: cluster.kubeconfig, trustPolicy: join(dir, 'trust.json'), issuer: ISSUER }, capture().io);
