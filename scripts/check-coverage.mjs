@@ -6,7 +6,7 @@
 // scripts/coverage-thresholds.json (files directly in src/ count as "src").
 //
 //   node scripts/check-coverage.mjs            check (npm test runs this after tap)
-//   node scripts/check-coverage.mjs --raise    raise each floor to today's measure, rounded down
+//   node scripts/check-coverage.mjs --raise    raise each floor to today's measure, rounded down, less SLACK
 //   node scripts/check-coverage.mjs FILE       check another json-summary
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, relative, resolve, sep } from 'node:path';
@@ -69,13 +69,20 @@ export function verdict(groups, thresholds) {
   return failures;
 }
 
-/** Each floor raised to today's measure rounded down; never lowered. */
+/**
+ * How far under the measure a raised floor sits: paths that depend on timing
+ * (certificate renewal, reflector retries, TLS handshakes) are taken in one run
+ * and not the next, which moves a directory by up to a point.
+ */
+export const SLACK = 1;
+
+/** Each floor raised to today's measure rounded down, less SLACK; never lowered. */
 export function raised(groups, thresholds) {
   const out = {};
   for (const dir of Object.keys({ ...thresholds, ...groups }).sort()) {
     out[dir] = {};
     for (const m of METRICS) {
-      const now = groups[dir] ? Math.floor(groups[dir][m].pct) : 0;
+      const now = groups[dir] ? Math.max(0, Math.floor(groups[dir][m].pct) - SLACK) : 0;
       out[dir][m] = Math.max(thresholds[dir]?.[m] ?? 0, now);
     }
   }
