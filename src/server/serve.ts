@@ -12,7 +12,7 @@ import { type FileWatch, watchFiles } from '../files/watch.js';
 import type { RoleArnComposition } from '../settings/role-arn.js';
 import { type ClientVerdict, peerChain, verifyClientChain } from '../tls/client-auth.js';
 import { servingMaterial } from '../tls/serving.js';
-import { buildWebhookApp, type ConnectionLimits, DEFAULT_LIMITS, type Readiness, type WebhookApp } from './app.js';
+import { buildWebhookApp, type ConnectionLimits, DEFAULT_LIMITS, type Readiness, type WebhookApp, WITHOUT_SCHEMAS } from './app.js';
 import { type IdentityRuntime, startIdentityRuntime } from './identities.js';
 import { createMetrics, type WebhookMetrics } from './metrics.js';
 
@@ -223,7 +223,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     });
   }
 
-  const metricsApp = Fastify({ logger: false, forceCloseConnections: true });
+  const metricsApp = Fastify({ logger: false, forceCloseConnections: true, ...WITHOUT_SCHEMAS });
   metricsApp.get('/metrics', async (_req, reply) => {
     metrics.cacheSize.set(identities.cacheSize());
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
