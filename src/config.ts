@@ -22,6 +22,11 @@ export const ROLE_SESSION_NAME_POD_NAME = 'pod-name';
 export type RoleSessionNameMode = typeof ROLE_SESSION_NAME_POD_NAME;
 /** STS accepts session names of at most this many characters. */
 export const MAX_ROLE_SESSION_NAME_LENGTH = 64;
+/**
+ * STS refuses a RoleArn longer than this, so a longer value can never work;
+ * it is ignored rather than copied into every container's environment.
+ */
+export const MAX_ROLE_ARN_LENGTH = 2048;
 /** The API server cuts generateName to this many characters and appends 5 random ones. */
 export const MAX_GENERATE_NAME_BASE = 58;
 export const GENERATED_NAME_SUFFIX = 5;

@@ -1,5 +1,6 @@
 // ConfigMap mode: the reference webhook's `pod-identity-webhook` ConfigMap maps
 // "namespace/name" (or "*/name" for any namespace) to a role.
+import { MAX_ROLE_ARN_LENGTH } from '../config.js';
 import { clampTokenExpiration } from './service-account.js';
 
 export interface ConfigMapEntry {
@@ -97,7 +98,11 @@ export function parseConfigMapConfig(text: string | undefined): Map<string, Conf
     if (TokenExpiration !== undefined && !(typeof TokenExpiration === 'number' && Number.isSafeInteger(TokenExpiration))) {
       throw new Error(`data.config["${key}"].TokenExpiration must be a whole number of seconds`);
     }
-    const entry: ConfigMapEntry = { roleArn: (RoleARN ?? '').trim() };
+    const roleArn = (RoleARN ?? '').trim();
+    if (roleArn.length > MAX_ROLE_ARN_LENGTH) {
+      throw new Error(`data.config["${key}"].RoleARN is ${roleArn.length} characters long; STS accepts role ARNs of at most ${MAX_ROLE_ARN_LENGTH}`);
+    }
+    const entry: ConfigMapEntry = { roleArn };
     // Empty strings and 0 mean "use the default", as in the reference webhook.
     if (Audience) entry.audience = Audience;
     if (UseRegionalSTS !== undefined) entry.regionalSts = UseRegionalSTS;

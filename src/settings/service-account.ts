@@ -1,6 +1,6 @@
 // A ServiceAccount reduced to what the engine needs, parsed once when it is
 // read (from the cache or a file), so admission never re-parses annotations.
-import { ANNOTATION, MIN_TOKEN_EXPIRATION, ROLE_SESSION_NAME_POD_NAME, type RoleSessionNameMode } from '../config.js';
+import { ANNOTATION, MAX_ROLE_ARN_LENGTH, MIN_TOKEN_EXPIRATION, ROLE_SESSION_NAME_POD_NAME, type RoleSessionNameMode } from '../config.js';
 import { isWellFormedRoleArn, parseGoBool, parseGoInt } from './values.js';
 import { quote } from './warnings.js';
 import { composeRoleArn, type RoleArnComposition } from './role-arn.js';
@@ -80,7 +80,11 @@ export function parseServiceAccountAnnotations(
   const settings: ServiceAccountSettings = { warnings };
   if (roleArn !== undefined) {
     const arn = composeRoleArn(roleArn.trim(), composition);
-    if (arn !== '') {
+    if (arn.length > MAX_ROLE_ARN_LENGTH) {
+      warnings.push(
+        `annotation ${key(ANNOTATION.roleArn)}=${quote(roleArn)} is ${arn.length} characters long; STS accepts role ARNs of at most ${MAX_ROLE_ARN_LENGTH}, so it is ignored`,
+      );
+    } else if (arn !== '') {
       if (!isWellFormedRoleArn(arn)) {
         warnings.push(
           `annotation ${key(ANNOTATION.roleArn)}=${quote(roleArn)} is not a role ARN of the form arn:<partition>:iam::<12-digit account>:role/<name>`,

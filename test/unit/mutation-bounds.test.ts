@@ -5,7 +5,7 @@
 import t from 'tap';
 import jsonpatch from 'fast-json-patch';
 import type { V1Pod } from '@kubernetes/client-node';
-import { DEFAULT_MUTATION_OPTIONS } from '../../src/config.js';
+import { DEFAULT_MUTATION_OPTIONS, MAX_ROLE_ARN_LENGTH } from '../../src/config.js';
 import { parseConfigMapConfig } from '../../src/settings/config-map.js';
 import { parseContainerCredentialsConfig } from '../../src/settings/container-credentials.js';
 import { decodePod, mutatePod, type IdentitySources } from '../../src/mutation/index.js';
@@ -74,7 +74,7 @@ t.test('an unparsable skip-containers list skips nothing and says so', async (t)
 t.test('warnings echoing huge values, many containers and ServiceAccount annotations stay within the caps', async (t) => {
   const huge = 'x'.repeat(1_000_000);
   const containers = Array.from({ length: 2000 }, (_, i) => ({ name: `${i}-${huge.slice(0, 500)}`, env: [{ name: 'AWS_ROLE_ARN', value: huge }] }));
-  const sa = saSources({ 'eks.amazonaws.com/role-arn': `arn:${huge}`, 'eks.amazonaws.com/token-expiration': huge, 'eks.amazonaws.com/sts-regional-endpoints': huge });
+  const sa = saSources({ 'eks.amazonaws.com/role-arn': `arn:${huge.slice(0, 2000)}`, 'eks.amazonaws.com/token-expiration': huge, 'eks.amazonaws.com/sts-regional-endpoints': huge });
   const r = mutatePod(pod(containers), 'default', sa, options());
   t.ok(r.warnings.length <= 17, `${r.warnings.length} warnings kept`);
   t.match(r.warnings.at(-1), /more warning\(s\) not shown/);
@@ -83,6 +83,23 @@ t.test('warnings echoing huge values, many containers and ServiceAccount annotat
   t.equal(capsBroken(sent), undefined);
   t.match(sent.at(-1), /more warning\(s\) not shown|not shown/);
   t.ok(sent.every((w) => w.startsWith(PREFIX)));
+});
+
+t.test('a role ARN longer than STS accepts is ignored, not copied into every container', async (t) => {
+  const longest = `arn:aws:iam::111122223333:role/${'r'.repeat(MAX_ROLE_ARN_LENGTH - 31)}`;
+  t.equal(longest.length, MAX_ROLE_ARN_LENGTH);
+  const containers = Array.from({ length: 50 }, (_, i) => ({ name: `c${i}` }));
+  const fits = mutatePod(pod(containers), 'shop', saSources({ 'eks.amazonaws.com/role-arn': longest }), options());
+  t.equal(fits.identity?.mode === 'web-identity' && fits.identity.roleArn, longest, 'an ARN of exactly the limit is used');
+  t.same(fits.warnings, []);
+  const huge = `${longest}x`.repeat(50);
+  const r = mutatePod(pod(containers), 'shop', saSources({ 'eks.amazonaws.com/role-arn': huge }), options());
+  t.equal(r.identity, undefined, 'no identity');
+  t.same(r.patch, [], 'nothing is injected');
+  t.same(r.warnings, [
+    `annotation eks.amazonaws.com/role-arn=${JSON.stringify(`${huge.slice(0, 64)}…`)} is ${huge.length} characters long; STS accepts role ARNs of at most ${MAX_ROLE_ARN_LENGTH}, so it is ignored`,
+  ]);
+  t.throws(() => parseConfigMapConfig(JSON.stringify({ 'shop/app': { RoleARN: huge } })), /RoleARN is 102450 characters long; STS accepts role ARNs of at most 2048/);
 });
 
 t.test('boundWarnings never splits a surrogate pair', async (t) => {
