@@ -67,6 +67,8 @@ export interface ServeOptions {
   everyMs?: number;
   /** Another build's cli.js (bench/compare.ts); dist/cli.js by default. */
   cli?: string;
+  /** Runs serve on these CPUs only (taskset -c), e.g. "0". */
+  cpus?: string;
 }
 
 /** `serve` as users run it (dist/cli.js), listening on 127.0.0.1; resolves once /readyz says 200. */
@@ -75,7 +77,10 @@ export async function startServe(o: ServeOptions): Promise<Serve> {
   const metricsPort = await freePort();
   const profileDir = o.profile ? mkdtempSync(join(tmpdir(), 'piw-prof-')) : undefined;
   const started = Date.now();
-  const child = spawn(process.execPath, [
+  // taskset execs node, so the child's pid is serve's.
+  const [command, ...pinned] = o.cpus ? ['taskset', '-c', o.cpus, process.execPath] : [process.execPath];
+  const child = spawn(command as string, [
+    ...pinned,
     ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
     o.cli ?? 'dist/cli.js', 'serve', '--kubeconfig', o.kubeconfigPath, '--tls-cert', o.cert.certFile, '--tls-key', o.cert.keyFile,
     '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', '127.0.0.1', '--log-level', o.logLevel ?? 'info',

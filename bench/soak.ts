@@ -7,10 +7,13 @@
 // p50/p99 during the attack, against the targets (peak RSS < 200 MiB, p99 < 50 ms;
 // the manifests' memory limit is 256 Mi), with what else decides the p99 on a
 // shared machine: serve's event-loop delay, the CPU serve and the attacker
-// used, and the load average. Options (environment): SOAK_SECONDS, SOAK_BIG,
-// SOAK_SLOW, SOAK_IDLE (attackers of each kind), SOAK_SERVE_ARGS (more serve
-// flags), SOAK_CLI (another build's dist/cli.js).
-import { spawn } from 'node:child_process';
+// used, and the load average. With two CPUs or more, serve runs on CPU 0 and
+// the attacker and the legitimate client on the others (as a webhook pod and
+// its callers would on a cluster): the attacker's own CPU then does not count
+// as serve's latency. Options (environment): SOAK_SECONDS, SOAK_BIG, SOAK_SLOW,
+// SOAK_IDLE (attackers of each kind), SOAK_SERVE_ARGS (more serve flags),
+// SOAK_CLI (another build's dist/cli.js), SOAK_PIN=0 (everything on every CPU).
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +30,24 @@ const IDLE_CONNECTIONS = Number(process.env['SOAK_IDLE'] ?? 300);
 const LEGIT_RATE = 100;
 const TARGET_RSS_MIB = 200;
 const TARGET_P99_MS = 50;
+
+/**
+ * The CPUs serve and the clients run on, when they are kept apart: serve on
+ * CPU 0; this process (the legitimate client) and the attacker it starts on
+ * the rest. Undefined when they share every CPU.
+ */
+function pinning(): { serve: string; clients: string } | undefined {
+  const cpus = availableParallelism();
+  if (process.env['SOAK_PIN'] === '0' || cpus < 2) return undefined;
+  const clients = `1-${cpus - 1}`;
+  // -a: every thread of this process; the attacker, spawned later, inherits it.
+  const r = spawnSync('taskset', ['-a', '-p', '-c', clients, String(process.pid)], { stdio: 'ignore' });
+  if (r.status !== 0) {
+    console.log(`taskset is not available (${r.error?.message ?? `exit ${r.status}`}): serve and the clients share every CPU`);
+    return undefined;
+  }
+  return { serve: '0', clients };
+}
 
 /** A valid AdmissionReview of `size` bytes: a pod whose annotations hold ~128 KiB values. */
 function hostileReview(size: number): Buffer {
@@ -159,7 +180,7 @@ interface PhaseResult {
   ok: boolean;
 }
 
-async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeof createTestPki>, mtls: boolean): Promise<PhaseResult> {
+async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeof createTestPki>, mtls: boolean, pin: ReturnType<typeof pinning>): Promise<PhaseResult> {
   const serving = pki.issue(`soak-${name}`);
   const { child: serve, port, metricsPort } = await startServe({
     kubeconfigPath,
@@ -167,6 +188,7 @@ async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeo
     ca: pki.caCert,
     args: [...(mtls ? ['--client-ca', join(pki.dir, 'ca.crt')] : []), ...(process.env['SOAK_SERVE_ARGS'] ?? '').split(' ').filter(Boolean)],
     everyMs: 50,
+    ...(pin ? { cpus: pin.serve } : {}),
     // SOAK_CLI: another build's dist/cli.js, e.g. to measure an older version under the same attack.
     ...(process.env['SOAK_CLI'] ? { cli: process.env['SOAK_CLI'] } : {}),
   });
@@ -205,7 +227,7 @@ async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeo
     console.log(`legitimate client, under attack: sent ${legit.sent}, failed ${legit.failed}, p50 ${legit.p50.toFixed(2)} ms, p99 ${legit.p99.toFixed(2)} ms, max ${legit.max.toFixed(2)} ms (target p99 < ${TARGET_P99_MS} ms)`);
     console.log(`serve event loop delay under attack: p50 ${loopMs('nodejs_eventloop_lag_p50_seconds')} ms, p99 ${loopMs('nodejs_eventloop_lag_p99_seconds')} ms, max ${loopMs('nodejs_eventloop_lag_max_seconds')} ms`);
     // The attack runs on the same machine: its CPU, and everyone else's, is CPU that serve and the legitimate client wait for.
-    console.log(`machine: ${availableParallelism()} CPUs, load average ${load.toFixed(1)} -> ${(loadavg()[0] as number).toFixed(1)}; CPU seconds used in the ${SECONDS} s: serve ${serveCpuSeconds.toFixed(1)}, attacker ${((stats['attacker cpu ms'] ?? NaN) / 1000).toFixed(1)}`);
+    console.log(`machine: ${availableParallelism()} CPUs${pin ? ` (serve on CPU ${pin.serve}, attacker and legitimate client on CPUs ${pin.clients})` : ', shared by serve and the clients'}, load average ${load.toFixed(1)} -> ${(loadavg()[0] as number).toFixed(1)}; CPU seconds used in the ${SECONDS} s: serve ${serveCpuSeconds.toFixed(1)}, attacker ${((stats['attacker cpu ms'] ?? NaN) / 1000).toFixed(1)}`);
     delete stats['attacker cpu ms'];
     console.log(`attack: ${Object.entries(stats).sort().map(([k, v]) => `${k} ${v}`).join(', ')}`);
     console.log(`targets ${ok ? 'met' : 'NOT met'}`);
@@ -229,9 +251,10 @@ async function attack(port: number, caFile: string, seconds: number): Promise<vo
 
 async function main(): Promise<void> {
   const pki = createTestPki();
+  const pin = pinning();
   const fake = await startFakeApi(1000);
   try {
-    const results = [await phase('open', fake.kubeconfigPath, pki, false), await phase('client-ca', fake.kubeconfigPath, pki, true)];
+    const results = [await phase('open', fake.kubeconfigPath, pki, false, pin), await phase('client-ca', fake.kubeconfigPath, pki, true, pin)];
     console.log(`\nsoak summary (targets: peak RSS < ${TARGET_RSS_MIB} MiB, legitimate p99 < ${TARGET_P99_MS} ms, no failed request)`);
     console.log('phase      peak RSS   legit p99 (attack)   legit p99 (quiet)   failed   load avg');
     for (const r of results) {
