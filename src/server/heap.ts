@@ -9,6 +9,7 @@
 // it to its minimum of 2 whenever an isolate is created (a worker thread
 // starts), so it is applied again once each worker is online.
 import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 let held = false;
 
@@ -21,4 +22,25 @@ export function holdYoungGeneration(): void {
 /** After a worker thread is online: applies holdYoungGeneration again, if it was applied. */
 export function reholdYoungGeneration(): void {
   if (held) setFlagsFromString('--semi-space-growth-factor=1');
+}
+
+/** Lists of at least this many objects are followed by a full collection. */
+export const LARGE_LIST_ITEMS = 1000;
+let collect: (() => void) | undefined;
+
+/**
+ * A full collection. After a list of 100,000 ServiceAccounts the heap holds
+ * tens of MiB of their parsed JSON as garbage, and V8 would keep that heap
+ * (and the process's RSS) at its peak until some later collection; collected
+ * at once, RSS drops by ~10 MiB. It pauses the event loop for a few tens of
+ * milliseconds, so it runs after a large list only: once at start, and again
+ * on a relist. (An incremental collection would not pause, but an idle
+ * process never finishes one.)
+ */
+export function collectAfterLargeList(): void {
+  if (!collect) {
+    setFlagsFromString('--expose-gc');
+    collect = runInNewContext('gc') as typeof collect;
+  }
+  collect?.();
 }

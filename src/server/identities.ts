@@ -10,6 +10,7 @@ import type { RoleArnComposition } from '../settings/role-arn.js';
 import type { ReflectorEvents } from '../kube/reflector.js';
 import type { IdentityProvider } from './admission.js';
 import type { WebhookMetrics } from './metrics.js';
+import { collectAfterLargeList, LARGE_LIST_ITEMS } from './heap.js';
 
 export interface IdentityRuntime {
   provider: IdentityProvider;
@@ -44,13 +45,20 @@ function reflectorMetrics(metrics: WebhookMetrics, resource: string): Partial<Re
 export function startIdentityRuntime(o: IdentityRuntimeOptions): IdentityRuntime {
   if (!o.kubeConfig) throw new Error('serve needs a Kubernetes API connection');
   const { metrics, logger } = o;
+  const serviceAccountEvents = reflectorMetrics(metrics, 'serviceaccounts');
   const serviceAccounts = createServiceAccountCache({
     kc: o.kubeConfig,
     annotationPrefix: o.mutation.annotationPrefix,
     roleArnComposition: o.roleArnComposition,
     logger,
     gracePeriodMs: o.lookupGracePeriodMs,
-    events: reflectorMetrics(metrics, 'serviceaccounts'),
+    events: {
+      ...serviceAccountEvents,
+      listed: (info) => {
+        serviceAccountEvents.listed?.(info);
+        if (info.count >= LARGE_LIST_ITEMS) collectAfterLargeList();
+      },
+    },
   });
   serviceAccounts.start();
 
