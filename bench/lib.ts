@@ -78,8 +78,8 @@ export async function startServe(o: ServeOptions): Promise<Serve> {
   const profileDir = o.profile ? mkdtempSync(join(tmpdir(), 'piw-prof-')) : undefined;
   const started = Date.now();
   // taskset execs node, so the child's pid is serve's.
-  const [command, ...pinned] = o.cpus ? ['taskset', '-c', o.cpus, process.execPath] : [process.execPath];
-  const child = spawn(command as string, [
+  const [command = process.execPath, ...pinned] = o.cpus ? ['taskset', '-c', o.cpus, process.execPath] : [process.execPath];
+  const child = spawn(command, [
     ...pinned,
     ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
     o.cli ?? 'dist/cli.js', 'serve', '--kubeconfig', o.kubeconfigPath, '--tls-cert', o.cert.certFile, '--tls-key', o.cert.keyFile,

@@ -52,7 +52,7 @@ function namespacedMap<V>() {
     get: (namespace: string, name: string): V | undefined => byNamespace.get(namespace)?.get(name),
     set(namespace: string, name: string, value: V): void {
       let names = byNamespace.get(namespace);
-      if (!names) byNamespace.set(namespace, (names = new Map()));
+      if (!names) byNamespace.set(namespace, (names = new Map<string, V>()));
       if (!names.has(name)) size++;
       names.set(name, value);
     },
