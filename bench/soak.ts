@@ -8,14 +8,15 @@
 // the manifests' memory limit is 256 Mi), with what else decides the p99 on a
 // shared machine: serve's event-loop delay, the CPU serve and the attacker
 // used, and the load average. With two CPUs or more, serve runs on CPU 0 and
-// the attacker and the legitimate client on the others (as a webhook pod and
-// its callers would on a cluster): the attacker's own CPU then does not count
-// as serve's latency. Options (environment): SOAK_SECONDS, SOAK_BIG, SOAK_SLOW,
+// the attacker and the legitimate client on the others, the attacker at a
+// lower priority (nice 10): on a cluster the webhook pod, its legitimate
+// caller and the attacker do not share CPUs, so neither the attacker's own
+// CPU nor a starved client counts as serve's latency. Options (environment): SOAK_SECONDS, SOAK_BIG, SOAK_SLOW,
 // SOAK_IDLE (attackers of each kind), SOAK_SERVE_ARGS (more serve flags),
 // SOAK_CLI (another build's dist/cli.js), SOAK_PIN=0 (everything on every CPU).
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { availableParallelism, loadavg } from 'node:os';
+import { availableParallelism, loadavg, setPriority } from 'node:os';
 import { join } from 'node:path';
 import { type TLSSocket, connect } from 'node:tls';
 import { createTestPki } from '../test/helpers/tls.js';
@@ -36,8 +37,11 @@ const TARGET_P99_MS = 50;
  * CPU 0; this process (the legitimate client) and the attacker it starts on
  * the rest. Undefined when they share every CPU.
  */
+/** CPUs of the machine, read before this process is pinned to some of them. */
+const CPUS = availableParallelism();
+
 function pinning(): { serve: string; clients: string } | undefined {
-  const cpus = availableParallelism();
+  const cpus = CPUS;
   if (process.env['SOAK_PIN'] === '0' || cpus < 2) return undefined;
   const clients = `1-${cpus - 1}`;
   // -a: every thread of this process; the attacker, spawned later, inherits it.
@@ -201,6 +205,8 @@ async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeo
     // The attackers run in a process of their own, so that their work does not
     // delay the legitimate client's timers and sockets.
     const attacker = spawn(process.execPath, [process.argv[1] as string, 'attack', String(port), join(pki.dir, 'ca.crt'), String(SECONDS + 2)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // The attacker yields the clients' CPUs to the legitimate client (a caller on a machine of its own).
+    if (pin && attacker.pid) setPriority(attacker.pid, 10);
     let report = '';
     attacker.stdout.on('data', (d: Buffer) => (report += d.toString()));
     const attackerDone = new Promise<void>((resolve) => attacker.once('exit', () => resolve()));
@@ -227,7 +233,7 @@ async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeo
     console.log(`legitimate client, under attack: sent ${legit.sent}, failed ${legit.failed}, p50 ${legit.p50.toFixed(2)} ms, p99 ${legit.p99.toFixed(2)} ms, max ${legit.max.toFixed(2)} ms (target p99 < ${TARGET_P99_MS} ms)`);
     console.log(`serve event loop delay under attack: p50 ${loopMs('nodejs_eventloop_lag_p50_seconds')} ms, p99 ${loopMs('nodejs_eventloop_lag_p99_seconds')} ms, max ${loopMs('nodejs_eventloop_lag_max_seconds')} ms`);
     // The attack runs on the same machine: its CPU, and everyone else's, is CPU that serve and the legitimate client wait for.
-    console.log(`machine: ${availableParallelism()} CPUs${pin ? ` (serve on CPU ${pin.serve}, attacker and legitimate client on CPUs ${pin.clients})` : ', shared by serve and the clients'}, load average ${load.toFixed(1)} -> ${(loadavg()[0] as number).toFixed(1)}; CPU seconds used in the ${SECONDS} s: serve ${serveCpuSeconds.toFixed(1)}, attacker ${((stats['attacker cpu ms'] ?? NaN) / 1000).toFixed(1)}`);
+    console.log(`machine: ${CPUS} CPUs${pin ? ` (serve on CPU ${pin.serve}, legitimate client and attacker (nice 10) on CPUs ${pin.clients})` : ', shared by serve and the clients'}, load average ${load.toFixed(1)} -> ${(loadavg()[0] as number).toFixed(1)}; CPU seconds used in the ${SECONDS} s: serve ${serveCpuSeconds.toFixed(1)}, attacker ${((stats['attacker cpu ms'] ?? NaN) / 1000).toFixed(1)}`);
     delete stats['attacker cpu ms'];
     console.log(`attack: ${Object.entries(stats).sort().map(([k, v]) => `${k} ${v}`).join(', ')}`);
     console.log(`targets ${ok ? 'met' : 'NOT met'}`);
