@@ -13,7 +13,8 @@
 // caller and the attacker do not share CPUs, so neither the attacker's own
 // CPU nor a starved client counts as serve's latency. Options (environment): SOAK_SECONDS, SOAK_BIG, SOAK_SLOW,
 // SOAK_IDLE (attackers of each kind), SOAK_SERVE_ARGS (more serve flags),
-// SOAK_CLI (another build's dist/cli.js), SOAK_PIN=0 (everything on every CPU).
+// SOAK_CLI (another build's dist/cli.js), SOAK_PIN=0 (everything on every CPU),
+// SOAK_PROFILE=1 (serve under node --cpu-prof; the profile's directory is printed).
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg, setPriority } from 'node:os';
@@ -31,6 +32,7 @@ const IDLE_CONNECTIONS = Number(process.env['SOAK_IDLE'] ?? 300);
 const LEGIT_RATE = 100;
 const TARGET_RSS_MIB = 200;
 const TARGET_P99_MS = 50;
+const PROFILE = process.env['SOAK_PROFILE'] === '1';
 
 /**
  * The CPUs serve and the clients run on, when they are kept apart: serve on
@@ -186,13 +188,14 @@ interface PhaseResult {
 
 async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeof createTestPki>, mtls: boolean, pin: ReturnType<typeof pinning>): Promise<PhaseResult> {
   const serving = pki.issue(`soak-${name}`);
-  const { child: serve, port, metricsPort } = await startServe({
+  const { child: serve, port, metricsPort, profileDir } = await startServe({
     kubeconfigPath,
     cert: serving,
     ca: pki.caCert,
     args: [...(mtls ? ['--client-ca', join(pki.dir, 'ca.crt')] : []), ...(process.env['SOAK_SERVE_ARGS'] ?? '').split(' ').filter(Boolean)],
     everyMs: 50,
     ...(pin ? { cpus: pin.serve } : {}),
+    profile: PROFILE,
     // SOAK_CLI: another build's dist/cli.js, e.g. to measure an older version under the same attack.
     ...(process.env['SOAK_CLI'] ? { cli: process.env['SOAK_CLI'] } : {}),
   });
@@ -240,6 +243,7 @@ async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeo
     return { name, peakMiB: after.peak, p99: legit.p99, quietP99: quiet.p99, failed: legit.failed, load, ok };
   } finally {
     await stop(serve);
+    if (profileDir) console.log(`serve's CPU profile (node --cpu-prof): ${profileDir}`);
   }
 }
 
