@@ -15,7 +15,7 @@
 // SOAK_IDLE (attackers of each kind), SOAK_SERVE_ARGS (more serve flags),
 // SOAK_CLI (another build's dist/cli.js), SOAK_PIN=0 (everything on every CPU),
 // SOAK_PROFILE=1 (serve under node --cpu-prof; the profile's directory is printed).
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg, setPriority } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +33,20 @@ const LEGIT_RATE = 100;
 const TARGET_RSS_MIB = 200;
 const TARGET_P99_MS = 50;
 const PROFILE = process.env['SOAK_PROFILE'] === '1';
+
+/** The processes this soak started and that still run: stopped with it when it is interrupted. */
+const started = new Set<ChildProcess>();
+function own<C extends ChildProcess>(child: C): C {
+  started.add(child);
+  child.once('exit', () => started.delete(child));
+  return child;
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    for (const child of started) child.kill('SIGTERM');
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  });
+}
 
 /**
  * The CPUs serve and the clients run on, when they are kept apart: serve on
@@ -199,6 +213,7 @@ async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeo
     // SOAK_CLI: another build's dist/cli.js, e.g. to measure an older version under the same attack.
     ...(process.env['SOAK_CLI'] ? { cli: process.env['SOAK_CLI'] } : {}),
   });
+  own(serve);
   try {
     const client = pki.issue(`soak-client-${name}`, { client: true });
     const legitTls: Tls = { ca: pki.caCert, ...(mtls ? { cert: client.cert, key: client.key } : {}) };
@@ -207,7 +222,7 @@ async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeo
     const quiet = await legitimate(port, legitTls, 3);
     // The attackers run in a process of their own, so that their work does not
     // delay the legitimate client's timers and sockets.
-    const attacker = spawn(process.execPath, [process.argv[1] as string, 'attack', String(port), join(pki.dir, 'ca.crt'), String(SECONDS + 2)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const attacker = own(spawn(process.execPath, [process.argv[1] as string, 'attack', String(port), join(pki.dir, 'ca.crt'), String(SECONDS + 2)], { stdio: ['ignore', 'pipe', 'inherit'] }));
     // The attacker yields the clients' CPUs to the legitimate client (a caller on a machine of its own).
     if (pin && attacker.pid) setPriority(attacker.pid, 10);
     let report = '';
@@ -263,6 +278,7 @@ async function main(): Promise<void> {
   const pki = createTestPki();
   const pin = pinning();
   const fake = await startFakeApi(1000);
+  own(fake.child);
   try {
     const results = [await phase('open', fake.kubeconfigPath, pki, false, pin), await phase('client-ca', fake.kubeconfigPath, pki, true, pin)];
     console.log(`\nsoak summary (targets: peak RSS < ${TARGET_RSS_MIB} MiB, legitimate p99 < ${TARGET_P99_MS} ms, no failed request)`);
