@@ -108,7 +108,9 @@ export function createServiceAccountStore(annotationPrefix: string, composition?
         const listed = seen;
         seen = undefined;
         if (!listed) return;
-        const gone = [...entries.entries()].filter(([namespace, name]) => !listed.has(keyOf(namespace, name)));
+        // Only the keys that went are collected (a relist of 100,000 usually removes few).
+        const gone: Array<[string, string]> = [];
+        for (const [namespace, name] of entries.entries()) if (!listed.has(keyOf(namespace, name))) gone.push([namespace, name]);
         for (const [namespace, name] of gone) remove(namespace, name);
       },
     },

@@ -3,11 +3,10 @@
 // hostile JSON are collected here, and parsing them never blocks the event
 // loop that answers the API server's ordinary reviews.
 import { setPriority } from 'node:os';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { BadReviewError, decodeReview, withOwnAnnotations } from './admission.js';
 import type { DecodeAnswer, DecodeJob } from './body-decoder.js';
+import { fullCollection } from './heap.js';
 
 const { annotationPrefix } = workerData as { annotationPrefix: string };
 // Megabytes of JSON are somebody's attack far more often than a pod: this
@@ -22,11 +21,10 @@ if (process.platform === 'linux') {
   }
 }
 const decoder = new TextDecoder();
-// A full collection after each body: V8 would otherwise let this heap fill to
-// its cap (and the process's RSS grow by as much) before collecting, though
-// nothing of a decoded body outlives it. It runs here, off the main thread.
-setFlagsFromString('--expose-gc');
-const collect = runInNewContext('gc') as () => void;
+// A full collection after each body (fullCollection): V8 would otherwise let
+// this heap fill to its cap (and the process's RSS grow by as much) before
+// collecting, though nothing of a decoded body outlives it. It runs here, off
+// the main thread.
 
 parentPort?.on('message', (job: DecodeJob) => {
   let answer: DecodeAnswer;
@@ -45,5 +43,5 @@ parentPort?.on('message', (job: DecodeJob) => {
     answer = { id: job.id, badReview: err.message };
   }
   parentPort?.postMessage(answer);
-  collect();
+  fullCollection();
 });

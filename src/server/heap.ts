@@ -24,9 +24,19 @@ export function reholdYoungGeneration(): void {
   if (held) setFlagsFromString('--semi-space-growth-factor=1');
 }
 
+let gc: (() => void) | undefined;
+
+/** A full, blocking collection of this thread's heap (gc() without --expose-gc on the command line). */
+export function fullCollection(): void {
+  if (!gc) {
+    setFlagsFromString('--expose-gc');
+    gc = runInNewContext('gc') as () => void;
+  }
+  gc();
+}
+
 /** Lists of at least this many objects are followed by a full collection. */
 export const LARGE_LIST_ITEMS = 1000;
-let collect: (() => void) | undefined;
 
 /**
  * A full collection. After a list of 100,000 ServiceAccounts the heap holds
@@ -38,9 +48,5 @@ let collect: (() => void) | undefined;
  * process never finishes one.)
  */
 export function collectAfterLargeList(): void {
-  if (!collect) {
-    setFlagsFromString('--expose-gc');
-    collect = runInNewContext('gc') as typeof collect;
-  }
-  collect?.();
+  fullCollection();
 }

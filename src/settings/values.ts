@@ -11,15 +11,22 @@ export function parseGoBool(text: string): boolean | undefined {
   return undefined;
 }
 
+/** Past this many significant digits no value is a safe integer. */
+const SAFE_INTEGER_DIGITS = 16;
+
 /**
  * strconv.ParseInt(text, 10, 64): optional sign, decimal digits. Values beyond
  * what a JS number holds exactly are refused (no token lives that long); that
  * range lies inside int64's, so Go's range check needs no test of its own.
+ * A long run of digits is refused by its length, without converting it: an
+ * annotation of 256 KiB of digits costs one scan, not a bignum.
  */
 export function parseGoInt(text: string): number | undefined {
   if (!/^[+-]?[0-9]+$/.test(text)) return undefined;
-  const n = Number(BigInt(text));
-  return Number.isSafeInteger(n) ? n : undefined;
+  if (text.replace(/^[+-]?0*/, '').length > SAFE_INTEGER_DIGITS) return undefined;
+  const n = Number(text);
+  // `|| 0`: "-0" is 0, as Go reads it.
+  return Number.isSafeInteger(n) ? n || 0 : undefined;
 }
 
 /** The shape the reference webhook accepts without a warning. */
