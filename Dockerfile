@@ -18,14 +18,15 @@ ARG BUILD_IMAGE=node:24-bookworm-slim@sha256:0e0ff40c39bc087845bfb27465a0df4ea41
 # gcr.io/distroless/nodejs24-debian12 (Node.js 24 LTS; no shell, no npm)
 ARG BASE_IMAGE=gcr.io/distroless/nodejs24-debian12@sha256:b35a10df56aa17825e81e836ff70fe3c27002809dd94e6bfd655ed05bac52230
 
-# ---- build: compile TypeScript to dist/, then keep production deps only ----
+# ---- build: bundle the TypeScript into dist/, then keep production deps only ----
 FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: the `prepare` script would run the build before the
 # sources are copied; the build runs explicitly below.
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json ./
+COPY scripts/build.mjs ./scripts/
 COPY src ./src
 # --version prints the commit: docker build --build-arg SOURCE_COMMIT=$(git rev-parse HEAD) .
 ARG SOURCE_COMMIT=""

@@ -1,9 +1,10 @@
 // The JavaScript cost of /mutate alone, without TLS or sockets: builds of the
-// webhook app (each a dist directory) and a bare fastify route, driven in turns
-// in one process with fastify's inject, CPU time per request. For measuring a
-// change to the request path before and after on a busy machine, where the
-// network benchmark's numbers wander:
-//   node dist-bench/bench/inject.js before=dist-bench/base/dist after=dist
+// webhook app (each a directory of src/ compiled module by module, as
+// `tsc -p tsconfig.bench.json` writes dist-bench/src) and a bare fastify route,
+// driven in turns in one process with fastify's inject, CPU time per request.
+// For measuring a change to the request path before and after on a busy
+// machine, where the network benchmark's numbers wander:
+//   node dist-bench/bench/inject.js before=dist-bench/before/src after=dist-bench/src
 import { resolve } from 'node:path';
 import Fastify from 'fastify';
 import pino from 'pino';
@@ -20,7 +21,7 @@ async function webhook(dist: string): Promise<Inject> {
   const { createMetrics } = (await import(at('server/metrics.js'))) as typeof import('../src/server/metrics.js');
   const { createLogger } = (await import(at('server/log.js'))) as typeof import('../src/server/log.js');
   const { DEFAULT_MUTATION_OPTIONS } = (await import(at('config.js'))) as typeof import('../src/config.js');
-  const { parseServiceAccountAnnotations } = (await import(at('identity/service-account.js'))) as typeof import('../src/settings/service-account.js');
+  const { parseServiceAccountAnnotations } = (await import(at('settings/service-account.js'))) as typeof import('../src/settings/service-account.js');
   const settings = parseServiceAccountAnnotations({ 'eks.amazonaws.com/role-arn': 'arn:aws:iam::111122223333:role/checkout' }, 'eks.amazonaws.com');
   // As `serve` logs: asynchronous writes in 4 KiB batches.
   const destination = pino.destination({ dest: '/dev/null', sync: false, minLength: 4096 });

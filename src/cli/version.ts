@@ -1,13 +1,14 @@
 // What `--version` prints: the package version, the commit it was built from
-// and the Node.js running it. The commit is written next to the compiled code
-// by `npm run build` (dist/build-info.json); a checkout without a build asks
-// git; anything else says "unknown".
+// and the Node.js running it. `npm run build` compiles both into the bundle
+// (scripts/build.mjs); run from source, they come from package.json and git,
+// and a commit git cannot tell is "unknown".
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
+declare const __BUILD_INFO__: { version: string; commit: string } | undefined;
+
 const ROOT = new URL('../../', import.meta.url);
-const BUILD_INFO = new URL('../build-info.json', import.meta.url);
 
 export interface VersionInfo {
   version: string;
@@ -28,30 +29,12 @@ function gitCommit(): string | undefined {
   }
 }
 
-function builtCommit(): string | undefined {
-  try {
-    const info = JSON.parse(readFileSync(BUILD_INFO, 'utf8')) as { commit?: unknown };
-    return typeof info.commit === 'string' && info.commit !== '' ? info.commit : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 export function versionInfo(): VersionInfo {
+  if (typeof __BUILD_INFO__ !== 'undefined') return { ...__BUILD_INFO__, node: process.version };
   const pkg = JSON.parse(readFileSync(new URL('package.json', ROOT), 'utf8')) as { version: string };
-  return { version: pkg.version, commit: builtCommit() ?? gitCommit() ?? 'unknown', node: process.version };
+  return { version: pkg.version, commit: gitCommit() ?? 'unknown', node: process.version };
 }
 
 export function versionLine(info: VersionInfo = versionInfo()): string {
   return `${info.version} (commit ${info.commit}, Node.js ${info.node})`;
-}
-
-/**
- * Run by `npm run build`: records the commit in dist/build-info.json.
- * SOURCE_COMMIT names it where there is no .git (a container build).
- */
-export function writeBuildInfo(): void {
-  const fromEnv = process.env['SOURCE_COMMIT'];
-  const commit = fromEnv && /^[0-9a-f]{7,40}$/.test(fromEnv) ? fromEnv.slice(0, 12) : gitCommit();
-  writeFileSync(BUILD_INFO, `${JSON.stringify({ commit: commit ?? 'unknown' })}\n`);
 }

@@ -28,7 +28,8 @@ export interface BodyDecoder {
   close(): Promise<void>;
 }
 
-// Run from source (the tests), this module is .ts and so is its worker.
+// Run from source (the tests), this module is .ts and so is its worker; built,
+// both sit in dist/lib/ (scripts/build.mjs).
 const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './body-decoder-worker.ts' : './body-decoder-worker.js', import.meta.url);
 
 interface Running {

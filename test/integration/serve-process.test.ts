@@ -97,6 +97,17 @@ t.test('/readyz is 503 until the ServiceAccount list has synced; then a pod of a
   t.equal(await metric(env.server.metricsPort, 'pod_identity_webhook_admission_requests_total{outcome="mutated"}'), 1);
 });
 
+t.test('a pod larger than 64 KiB is decoded by the built program\'s worker thread and mutated', async (t) => {
+  const env = await setup(t, [], (fake) => { fake.serviceAccount('default', 'app', { [ROLE_ARN]: ROLE }); });
+  await waitReady(env);
+  // Bodies above 64 KiB are parsed in a worker (server/body-decoder.ts), a file of its own in dist/.
+  const big = pod([{ name: 'c' }], { metadata: { annotations: { note: 'x'.repeat(100 * 1024) } }, spec: { serviceAccountName: 'app' } });
+  const r = await admit(env.server.port, env.a, big);
+  t.equal(r.status, 200, r.body.slice(0, 200));
+  t.ok(r.patchText.includes(`{"name":"AWS_ROLE_ARN","value":"${ROLE}"}`), 'AWS_ROLE_ARN is the annotated role');
+  t.same(env.server.logs.filter((l) => /could not be decoded/.test(String(l['msg']))), [], 'no decoder failure logged');
+});
+
 t.test('ServiceAccounts created after startup: delivered by the watch, or read with a GET on a cache miss; a slow GET ends with the grace period', async (t) => {
   const env = await setup(t, ['--service-account-lookup-grace-period', '1s'], (fake) => {
     fake.serviceAccount('default', 'app', { [ROLE_ARN]: ROLE });

@@ -131,7 +131,7 @@ t.test('--help and --version', async (t) => {
   t.ok(m, version.stdout);
   t.equal(m?.[1], pkg.version);
   t.equal(m?.[3], process.version);
-  // Built in this checkout: the commit is known (dist/build-info.json, or git).
+  // Built in this checkout: the commit is known (compiled in by npm run build, or git).
   if (existsSync(join(process.cwd(), '.git'))) t.not(m?.[2], 'unknown');
 });
 
