@@ -4,7 +4,7 @@
 // verifies the server (certificate-authority, tls-server-name, or not at all).
 import { execFile } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
-import http from 'node:http';
+import type { Agent } from 'node:http';
 import https from 'node:https';
 import type { ExecConfig, KubeCluster, KubeUser } from './client.js';
 
@@ -16,7 +16,7 @@ export interface RequestCredentials {
 
 export interface KubeCredentials {
   /** Keep-alive agent of this connection; TLS options from credentials() select its socket pool. */
-  readonly agent: http.Agent;
+  readonly agent: Agent;
   /** For the next request: files are re-read when they change, exec credentials reused until they expire. */
   credentials(): Promise<RequestCredentials>;
   /** The API server answered 401: the next request runs the exec plugin again. */
@@ -113,7 +113,7 @@ export function parseExecCredential(text: string, apiVersion: string): ExecResul
 }
 
 export function createCredentials(cluster: KubeCluster, user: KubeUser, server: string): KubeCredentials {
-  const agent = server.startsWith('https:') ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
+  const agent = server.startsWith('https:') ? new https.Agent({ keepAlive: true }) : new (process.getBuiltinModule('node:http').Agent)({ keepAlive: true }) /* not imported: see request.ts */;
   const ca = cluster.caFile ? changingFile(cluster.caFile, 'certificate-authority') : undefined;
   const certFile = user.certFile ? changingFile(user.certFile, 'client-certificate') : undefined;
   const keyFile = user.keyFile ? changingFile(user.keyFile, 'client-key') : undefined;

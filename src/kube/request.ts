@@ -6,9 +6,14 @@
 //   const { body } = await kubeRequest(conn, { path: '/api/v1/namespaces/x/secrets/y' });
 //   await kubeRequest(conn, { method: 'PATCH', path, body: ops, contentType: PATCH.json });
 //   const res = await kubeStream(conn, { path, query: { watch: 'true' }, signal });
-import http, { type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { KubeConnection } from './client.js';
+
+// Not `import http from 'node:http'`: on Node 22 and later that builds the
+// module's ES facade, whose WebSocket export loads Node's bundled undici
+// (~70 ms of CPU at every start, for nothing this program uses).
+const http = process.getBuiltinModule('node:http');
 
 /** An HTTP status the API server answered with, plus its Status reason and message when it sent them. */
 export class KubeApiError extends Error {
