@@ -13,6 +13,7 @@ const ROLE_NAME_OR_PATH = /^[\w+=,.@-]+(\/[\w+=,.@-]+)*$/;
 
 /** The annotation value, completed to a full ARN when it is a bare role name or path. */
 export function composeRoleArn(value: string, composition: RoleArnComposition | undefined): string {
+  // Stryker disable next-line MethodExpression: a value starting (or ending) with "arn:" contains ':', which ROLE_NAME_OR_PATH never matches, so it is returned unchanged either way
   if (!composition || value.startsWith('arn:') || !ROLE_NAME_OR_PATH.test(value)) return value;
   return `arn:${composition.partition}:iam::${composition.accountId}:role/${value}`;
 }
