@@ -26,9 +26,10 @@ export function parseContainerCredentialsConfig(text: string): Set<string> {
   if (!Array.isArray(list)) throw new Error('"identities" must be an array');
   const keys = new Set<string>();
   list.forEach((item: unknown, i) => {
-    // Own properties only: a "__proto__" key is data, never a prototype.
+    // Own properties only: a "__proto__" key is data, never a prototype. A
+    // string, number or boolean item owns neither key (Object.hasOwn boxes it).
     const field = (key: string): unknown =>
-      typeof item === 'object' && item !== null && Object.hasOwn(item, key) ? (item as Record<string, unknown>)[key] : undefined;
+      item !== null && Object.hasOwn(item as object, key) ? (item as Record<string, unknown>)[key] : undefined;
     const namespace = field('namespace');
     const serviceAccount = field('serviceAccount');
     if (typeof namespace !== 'string' || typeof serviceAccount !== 'string' || namespace === '' || serviceAccount === '') {
