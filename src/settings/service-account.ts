@@ -21,7 +21,7 @@ export const NO_SETTINGS: ServiceAccountSettings = Object.freeze({ warnings: Obj
 
 /** Clamp like the reference webhook: shorter than the minimum means the minimum. */
 export function clampTokenExpiration(seconds: number): number {
-  return seconds < MIN_TOKEN_EXPIRATION ? MIN_TOKEN_EXPIRATION : seconds;
+  return Math.max(seconds, MIN_TOKEN_EXPIRATION);
 }
 
 /**
