@@ -68,20 +68,23 @@ t.test('role-session-name for a pod with neither a name nor a generateName: the 
   t.same(r.warnings, []);
 });
 
+/** What the debug container gets when the pod's web identity is found. */
+const debuggerGetsIdentity = (): unknown => ({
+  patch: [
+    { op: 'add', path: '/spec/ephemeralContainers/0/env', value: IDENTITY },
+    { op: 'add', path: '/spec/ephemeralContainers/0/volumeMounts', value: [TOKEN_MOUNT] },
+  ],
+  warnings: [],
+  mode: 'web-identity',
+});
+
 t.test('ephemeral: the token volume and mount are found among the pod\'s other volumes and mounts', async (t) => {
   const data = { name: 'data', mountPath: '/data' };
   const stored = created(pod([{ name: 'app', volumeMounts: [data] }], { spec: { volumes: [{ name: 'data', emptyDir: {} }] } }));
   t.same(stored.spec!.containers[0]!.volumeMounts, [data, TOKEN_MOUNT], 'the token mount comes after the pod\'s own');
   const updated = withDebug(stored, { name: 'debugger' });
   const r = mutateEphemeral(updated, stored, ephemeralOn);
-  t.same(r, {
-    patch: [
-      { op: 'add', path: '/spec/ephemeralContainers/0/env', value: IDENTITY },
-      { op: 'add', path: '/spec/ephemeralContainers/0/volumeMounts', value: [TOKEN_MOUNT] },
-    ],
-    warnings: [],
-    mode: 'web-identity',
-  });
+  t.same(r, debuggerGetsIdentity());
 });
 
 t.test('ephemeral: the identity is read from the first container with the mount and both literal variables', async (t) => {
@@ -104,14 +107,7 @@ t.test('ephemeral: the identity is read from the first container with the mount 
   );
   const updated = withDebug(stored, { name: 'debugger' });
   const r = mutateEphemeral(updated, stored, ephemeralOn);
-  t.same(r, {
-    patch: [
-      { op: 'add', path: '/spec/ephemeralContainers/0/env', value: IDENTITY },
-      { op: 'add', path: '/spec/ephemeralContainers/0/volumeMounts', value: [TOKEN_MOUNT] },
-    ],
-    warnings: [],
-    mode: 'web-identity',
-  });
+  t.same(r, debuggerGetsIdentity());
 });
 
 t.test('ephemeral: a pod with container credentials passes on no session name, even one a container set itself', async (t) => {
