@@ -19,13 +19,17 @@ const P = 'eks.amazonaws.com';
 const ARN = 'arn:aws:iam::111122223333:role/app';
 
 /** The message of what `fn` throws, or 'no error'. */
-function errorOf(fn: () => unknown): string {
+function thrownBy(fn: () => unknown): Error | undefined {
   try {
     fn();
   } catch (err) {
-    return (err as Error).message;
+    return err as Error;
   }
-  return 'no error';
+  return undefined;
+}
+
+function errorOf(fn: () => unknown): string {
+  return thrownBy(fn)?.message ?? 'no error';
 }
 
 /** A skip-containers result with its set as a sorted list, for exact comparison. */
@@ -359,14 +363,7 @@ t.test('ConfigMap: invalid JSON is reported at its place in the text as written'
     }
     t.equal(errorOf(() => parseConfigMapConfig(text)), want, text);
   }
-  const thrown = (() => {
-    try {
-      parseConfigMapConfig('[');
-    } catch (err) {
-      return err as Error;
-    }
-    return undefined;
-  })();
+  const thrown = thrownBy(() => parseConfigMapConfig('['));
   t.equal(thrown?.cause?.constructor, SyntaxError, 'the JSON error is the cause');
 });
 
