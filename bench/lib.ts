@@ -142,6 +142,11 @@ export interface Steady {
   p50: number;
   p99: number;
   max: number;
+  /** Timed requests sent on a connection opened for them (the agent had none free), and the slowest of them. */
+  newConnections: number;
+  newConnectionMax: number;
+  /** p99 of the other requests: those sent on a connection that was already established. */
+  establishedP99: number;
 }
 
 export interface SteadyOptions {
@@ -166,22 +171,38 @@ export async function steadyLoad(o: SteadyOptions): Promise<Steady> {
   const untimedMs = o.untimedMs ?? 0;
   const length = Buffer.byteLength(o.body);
   const latencies: number[] = [];
+  const established: number[] = [];
   let failed = 0;
   let sent = 0;
+  let newConnections = 0;
+  let newConnectionMax = 0;
   const pending = new Set<Promise<void>>();
+  const seen = new WeakSet<object>();
   const started = Date.now();
   const one = (): void => {
     sent++;
     const timed = Date.now() - started >= untimedMs;
     const start = process.hrtime.bigint();
+    let opened = false;
     const p = new Promise<void>((resolve) => {
       const req = request({ host: '127.0.0.1', port: o.port, path: '/mutate', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': length } }, (res) => {
         res.resume();
         res.on('end', () => {
           if (res.statusCode !== 200) failed++;
-          else if (timed) latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
+          else if (timed) {
+            const ms = Number(process.hrtime.bigint() - start) / 1e6;
+            latencies.push(ms);
+            if (opened) {
+              newConnections++;
+              newConnectionMax = Math.max(newConnectionMax, ms);
+            } else established.push(ms);
+          }
           resolve();
         });
+      });
+      req.once('socket', (socket) => {
+        opened = !seen.has(socket);
+        seen.add(socket);
       });
       req.on('error', () => {
         failed++;
@@ -207,9 +228,10 @@ export async function steadyLoad(o: SteadyOptions): Promise<Steady> {
   });
   await Promise.all(pending);
   agent.destroy();
+  const at = (q: number, of = latencies): number => of[Math.min(of.length - 1, Math.floor(q * of.length))] ?? NaN;
   latencies.sort((a, b) => a - b);
-  const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  return { sent, failed, p50: at(0.5), p99: at(0.99), max: latencies.at(-1) ?? NaN };
+  established.sort((a, b) => a - b);
+  return { sent, failed, p50: at(0.5), p99: at(0.99), max: latencies.at(-1) ?? NaN, newConnections, newConnectionMax, establishedP99: at(0.99, established) };
 }
 
 /** The value of one sample of a Prometheus text exposition (the first that matches `name`, labels included). */
