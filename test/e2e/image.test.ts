@@ -80,7 +80,18 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
     "const fs=require('fs');console.log(JSON.stringify(['/bin/sh','/usr/local/bin/npm','/app/node_modules/typescript','/app/node_modules/tap'].filter((f)=>fs.existsSync(f))))"]);
   t.same(JSON.parse(tools.stdout || 'null'), [], 'no shell, no npm, no dev dependencies in the image');
 
-  const hardened = ['--read-only', '--user', '65532:65532', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges', '--network', 'host', '-v', `${dir}:/config:ro`];
+  const locked = ['--read-only', '--user', '65532:65532', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges'];
+  const hardened = [...locked, '--network', 'host', '-v', `${dir}:/config:ro`];
+
+  // The compile cache made at build time is what serve loads its modules from,
+  // read-only (Node's own debug output says which cached code it accepted).
+  // With no API server to find, serve stops once its modules are loaded.
+  const cached = docker(['run', '--rm', ...locked, '-e', 'NODE_DEBUG_NATIVE=COMPILE_CACHE', image]);
+  const accepted = [...cached.stderr.matchAll(/code cache for ESM file:\/\/\/app\/(\S+) was accepted/g)].map((m) => m[1]);
+  const fromCache = accepted.includes('dist/cli.js') && accepted.some((f) => /^dist\/lib\/serve-[\w-]+\.js$/.test(f ?? ''));
+  t.ok(fromCache, `serve's modules come from /app/compile-cache (${accepted.length} accepted)${fromCache ? '' : `\n${cached.stderr.slice(-2000)}`}`);
+  t.notMatch(cached.stderr, /was rejected|Cannot create cache directory/, 'no cached code is rejected');
+  t.match(cached.stderr, /no API server/, 'serve stopped for want of an API server');
   const flags = ['--kubeconfig', '/config/kubeconfig', '--tls-cert', '/config/tls.crt', '--tls-key', '/config/tls.key', '--namespace', 'pod-identity-webhook', '--bind-address', '127.0.0.1'];
 
   /** `docker run --rm` in the foreground, tied to this test; resolves when /healthz answers 200. */

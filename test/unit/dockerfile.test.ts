@@ -201,6 +201,21 @@ t.test('runtime stage: supported Node LTS, production dependencies only', async 
   t.ok(exposed.includes('8443') && exposed.includes('9999'), `EXPOSE 8443 9999 (found ${exposed.join(' ')})`);
 });
 
+t.test('compile cache: made by the runtime base as the runtime user, copied in read-only', async (t) => {
+  // Node only reads a cache made by the same binary, under the same UID, for the same file paths.
+  const dir = envOf(runtime).get('NODE_COMPILE_CACHE');
+  t.equal(dir, '/app/compile-cache', 'the runtime sets NODE_COMPILE_CACHE');
+  const copy = runtime.instructions.find((i) => i.keyword === 'COPY' && /\bcompile-cache\/?$/.test(i.args));
+  const from = stages.find((s) => s.name === /--from=(\S+)/.exec(copy?.args ?? '')?.[1]);
+  t.ok(from, `the cache is copied from a stage of the Dockerfile (${copy?.args})`);
+  t.match(copy?.args ?? '', /--chown=0:0\b/, 'owned by root: the process cannot rewrite its own code');
+  t.equal(from?.image, runtime.image, 'that stage runs on the runtime base (the same node)');
+  t.equal(from && last(from, 'USER')?.args, last(runtime, 'USER')?.args, 'as the runtime user');
+  t.equal(from && last(from, 'WORKDIR')?.args, last(runtime, 'WORKDIR')?.args, 'in the same directory');
+  const run = from && last(from, 'RUN')?.args;
+  t.match(run ?? '', /compile-cache\.mjs/, 'it runs image/compile-cache.mjs');
+});
+
 t.test('runs as a numeric non-root user matching the manifests', async (t) => {
   const user = last(runtime, 'USER')?.args;
   t.ok(user, 'runtime stage sets USER');
