@@ -159,15 +159,22 @@ export interface SteadyOptions {
   /** Requests sent in this first part of the run open the connections (TLS handshakes) and are not timed. */
   untimedMs?: number;
   maxSockets?: number;
+  /** The connections of an earlier run to reuse (that run's `keep`); the caller destroys it. */
+  agent?: Agent;
+  /** Keeps the connections open at the end, for a next run (`agent`). */
+  keep?: boolean;
 }
+
+/** Sockets that carried a request already, in this run or an earlier one on the same agent. */
+const usedSockets = new WeakSet<object>();
 
 /**
  * An open-loop load at a steady rate: a few requests every 5 ms over keep-alive
  * connections, each timed on its own. (autocannon's rate limit sends each
  * second's quota in a burst, which measures the burst, not the server.)
  */
-export async function steadyLoad(o: SteadyOptions): Promise<Steady> {
-  const agent = new Agent({ ...o.tls, keepAlive: true, maxSockets: o.maxSockets ?? 64 });
+export async function steadyLoad(o: SteadyOptions): Promise<Steady & { agent: Agent }> {
+  const agent = o.agent ?? new Agent({ ...o.tls, keepAlive: true, maxSockets: o.maxSockets ?? 64 });
   const untimedMs = o.untimedMs ?? 0;
   const length = Buffer.byteLength(o.body);
   const latencies: number[] = [];
@@ -177,7 +184,6 @@ export async function steadyLoad(o: SteadyOptions): Promise<Steady> {
   let newConnections = 0;
   let newConnectionMax = 0;
   const pending = new Set<Promise<void>>();
-  const seen = new WeakSet<object>();
   const started = Date.now();
   const one = (): void => {
     sent++;
@@ -201,8 +207,8 @@ export async function steadyLoad(o: SteadyOptions): Promise<Steady> {
         });
       });
       req.once('socket', (socket) => {
-        opened = !seen.has(socket);
-        seen.add(socket);
+        opened = !usedSockets.has(socket);
+        usedSockets.add(socket);
       });
       req.on('error', () => {
         failed++;
@@ -227,11 +233,11 @@ export async function steadyLoad(o: SteadyOptions): Promise<Steady> {
     }, 5);
   });
   await Promise.all(pending);
-  agent.destroy();
+  if (!o.keep) agent.destroy();
   const at = (q: number, of = latencies): number => of[Math.min(of.length - 1, Math.floor(q * of.length))] ?? NaN;
   latencies.sort((a, b) => a - b);
   established.sort((a, b) => a - b);
-  return { sent, failed, p50: at(0.5), p99: at(0.99), max: latencies.at(-1) ?? NaN, newConnections, newConnectionMax, establishedP99: at(0.99, established) };
+  return { sent, failed, p50: at(0.5), p99: at(0.99), max: latencies.at(-1) ?? NaN, newConnections, newConnectionMax, establishedP99: at(0.99, established), agent };
 }
 
 /** The value of one sample of a Prometheus text exposition (the first that matches `name`, labels included). */

@@ -19,6 +19,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg, setPriority } from 'node:os';
 import { join } from 'node:path';
+import type { Agent } from 'node:https';
 import { type TLSSocket, connect } from 'node:tls';
 import { createTestPki } from '../test/helpers/tls.js';
 import { cpuMs, memory, metricValue, scrapeMetrics, startFakeApi, startServe, type Steady, steadyLoad, stop } from './lib.js';
@@ -184,10 +185,15 @@ function idleConnections(port: number, tls: Tls, stats: Record<string, number>):
   });
 }
 
-/** Normal reviews at a steady rate over keep-alive connections, each timed. */
-function legitimate(port: number, tls: Tls, seconds: number): Promise<Steady> {
+/**
+ * Normal reviews at a steady rate over keep-alive connections, each timed. The
+ * attack phase reuses the connections of the quiet phase (`agent`), as an API
+ * server keeps its connections to the webhook: the attack finds them open, and
+ * a connection is only opened under attack when they are all busy.
+ */
+function legitimate(port: number, tls: Tls, seconds: number, agent?: Agent): Promise<Steady & { agent: Agent }> {
   const agentTls = { ca: tls.ca, ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}) };
-  return steadyLoad({ port, body: realisticReview('shop', 'checkout'), rate: LEGIT_RATE, seconds, tls: agentTls, maxSockets: 8 });
+  return steadyLoad({ port, body: realisticReview('shop', 'checkout'), rate: LEGIT_RATE, seconds, tls: agentTls, maxSockets: 8, keep: !agent, ...(agent ? { agent } : {}) });
 }
 
 interface PhaseResult {
@@ -220,6 +226,7 @@ async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeo
     const before = memory(serve.pid!);
     // A few seconds of the legitimate client alone, for comparison.
     const quiet = await legitimate(port, legitTls, 3);
+    const connections = quiet.agent;
     // The attackers run in a process of their own, so that their work does not
     // delay the legitimate client's timers and sockets.
     const attacker = own(spawn(process.execPath, [process.argv[1] as string, 'attack', String(port), join(pki.dir, 'ca.crt'), String(SECONDS + 2)], { stdio: ['ignore', 'pipe', 'inherit'] }));
@@ -236,7 +243,8 @@ async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeo
     await scrapeMetrics(metricsPort);
     const load = loadavg()[0] as number;
     const serveCpu = cpuMs(serve.pid!);
-    const legit = await legitimate(port, legitTls, SECONDS);
+    const legit = await legitimate(port, legitTls, SECONDS, connections);
+    connections.destroy();
     const serveCpuSeconds = (cpuMs(serve.pid!) - serveCpu) / 1000;
     const metrics = await scrapeMetrics(metricsPort);
     clearInterval(sampler);
