@@ -7,6 +7,8 @@ export const MAX_WARNING_LENGTH = 256;
 export const MAX_WARNINGS_LENGTH = 4096;
 /** Warnings the engine keeps per pod; the rest are counted. */
 export const MAX_WARNINGS = 16;
+/** Left-out warnings counted one by one; past this many the count says "over". */
+export const MAX_LEFT_OUT = 1024;
 /** How much of an outside value a warning shows. */
 const QUOTED_LENGTH = 64;
 const ELLIPSIS = '…';
@@ -48,17 +50,22 @@ export interface WarningList {
 /** Collects warnings: deduplicated, each cut to the API server's length, at most MAX_WARNINGS. */
 export function warningList(initial: readonly string[] = []): WarningList {
   const kept = new Set<string>();
-  let more = 0;
+  // Those left out are counted once each too, up to MAX_LEFT_OUT: a hostile pod
+  // with 50,000 containers must not cost 50,000 kept strings.
+  const left = new Set<string>();
+  let uncounted = false;
   const add = (text: string): void => {
     const w = fit(text, MAX_WARNING_LENGTH);
     if (kept.has(w)) return;
     if (kept.size < MAX_WARNINGS) kept.add(w);
-    else more++;
+    else if (left.size < MAX_LEFT_OUT) left.add(w);
+    else if (!left.has(w)) uncounted = true;
   };
   initial.forEach(add);
+  const more = (): string => `${uncounted ? 'over ' : ''}${left.size} more warning(s) not shown`;
   return {
     add,
-    list: () => (more > 0 ? [...kept, `${more} more warning(s) not shown`] : [...kept]),
+    list: () => (left.size > 0 ? [...kept, more()] : [...kept]),
   };
 }
 

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { mutateEphemeral } from '../../src/mutation/index.js';
 import { parseContainerCredentialsConfig } from '../../src/settings/container-credentials.js';
-import { boundWarnings, describeValue, MAX_WARNING_LENGTH, MAX_WARNINGS, MAX_WARNINGS_LENGTH, quote, warningList } from '../../src/settings/warnings.js';
+import { boundWarnings, describeValue, MAX_LEFT_OUT, MAX_WARNING_LENGTH, MAX_WARNINGS, MAX_WARNINGS_LENGTH, quote, warningList } from '../../src/settings/warnings.js';
 import { options, pod } from '../helpers/pods.js';
 
 const a = (n: number): string => 'a'.repeat(n);
@@ -60,6 +60,14 @@ t.test('a warning list starts empty and counts only new warnings once it is full
   w.add('warning 16');
   w.add('warning 17');
   t.same(w.list(), [...distinct, '2 more warning(s) not shown']);
+  w.add('warning 16');
+  w.add(`warning 17`);
+  t.same(w.list(), [...distinct, '2 more warning(s) not shown'], 'repeats of left-out warnings are counted once');
+  for (let i = 18; i < 16 + MAX_LEFT_OUT; i++) w.add(`warning ${i}`);
+  w.add('warning 17');
+  t.same(w.list().at(-1), `${MAX_LEFT_OUT} more warning(s) not shown`, 'counted one by one up to MAX_LEFT_OUT');
+  w.add(`warning ${16 + MAX_LEFT_OUT}`);
+  t.same(w.list(), [...distinct, `over ${MAX_LEFT_OUT} more warning(s) not shown`], 'past it, the count says "over"');
 });
 
 // Warnings that, prefixed, are exactly MAX_WARNING_LENGTH long: sixteen fill MAX_WARNINGS_LENGTH.
