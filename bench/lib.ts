@@ -233,7 +233,8 @@ export async function steadyLoad(o: SteadyOptions): Promise<Steady & { agent: Ag
     }, 5);
   });
   await Promise.all(pending);
-  if (!o.keep) agent.destroy();
+  // An agent passed in belongs to the caller.
+  if (!o.keep && !o.agent) agent.destroy();
   const at = (q: number, of = latencies): number => of[Math.min(of.length - 1, Math.floor(q * of.length))] ?? NaN;
   latencies.sort((a, b) => a - b);
   established.sort((a, b) => a - b);
