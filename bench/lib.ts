@@ -69,6 +69,8 @@ export interface ServeOptions {
   cli?: string;
   /** Runs serve on these CPUs only (taskset -c), e.g. "0". */
   cpus?: string;
+  /** Environment variables added to this process's for serve. */
+  env?: Record<string, string>;
 }
 
 /** `serve` as users run it (dist/cli.js), listening on 127.0.0.1; resolves once /readyz says 200. */
@@ -85,7 +87,7 @@ export async function startServe(o: ServeOptions): Promise<Serve> {
     o.cli ?? 'dist/cli.js', 'serve', '--kubeconfig', o.kubeconfigPath, '--tls-cert', o.cert.certFile, '--tls-key', o.cert.keyFile,
     '--port', String(port), '--metrics-port', String(metricsPort), '--bind-address', '127.0.0.1', '--log-level', o.logLevel ?? 'info',
     ...(o.args ?? []),
-  ], { stdio: ['ignore', 'ignore', 'inherit'] });
+  ], { stdio: ['ignore', 'ignore', 'inherit'], ...(o.env ? { env: { ...process.env, ...o.env } } : {}) });
   try {
     await until('the webhook to be ready', async () => ((await httpsStatus(port, '/readyz', o.ca)) === 200 ? true : undefined), {
       everyMs: o.everyMs ?? 25,

@@ -34,6 +34,12 @@ const LEGIT_RATE = 100;
 const TARGET_RSS_MIB = 200;
 const TARGET_P99_MS = 50;
 const PROFILE = process.env['SOAK_PROFILE'] === '1';
+/**
+ * serve runs with the malloc settings of the container image (Dockerfile, runtime
+ * stage), as it runs on a cluster; SOAK_IMAGE_MALLOC=0 leaves glibc's defaults.
+ */
+const IMAGE_MALLOC: Record<string, string> = { MALLOC_MMAP_THRESHOLD_: '65536', MALLOC_TRIM_THRESHOLD_: '65536' };
+const SERVE_ENV = process.env['SOAK_IMAGE_MALLOC'] === '0' ? {} : IMAGE_MALLOC;
 
 /** The processes this soak started and that still run: stopped with it when it is interrupted. */
 const started = new Set<ChildProcess>();
@@ -215,6 +221,7 @@ async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeo
     args: [...(mtls ? ['--client-ca', join(pki.dir, 'ca.crt')] : []), ...(process.env['SOAK_SERVE_ARGS'] ?? '').split(' ').filter(Boolean)],
     everyMs: 50,
     ...(pin ? { cpus: pin.serve } : {}),
+    env: SERVE_ENV,
     profile: PROFILE,
     // SOAK_CLI: another build's dist/cli.js, e.g. to measure an older version under the same attack.
     ...(process.env['SOAK_CLI'] ? { cli: process.env['SOAK_CLI'] } : {}),
@@ -262,6 +269,7 @@ async function phase(name: string, kubeconfigPath: string, pki: ReturnType<typeo
     console.log(`serve event loop delay under attack: p50 ${loopMs('nodejs_eventloop_lag_p50_seconds')} ms, p99 ${loopMs('nodejs_eventloop_lag_p99_seconds')} ms, max ${loopMs('nodejs_eventloop_lag_max_seconds')} ms`);
     // The attack runs on the same machine: its CPU, and everyone else's, is CPU that serve and the legitimate client wait for.
     console.log(`machine: ${CPUS} CPUs${pin ? ` (serve on CPU ${pin.serve}, legitimate client and attacker (nice 10) on CPUs ${pin.clients})` : ', shared by serve and the clients'}, load average ${load.toFixed(1)} -> ${(loadavg()[0] as number).toFixed(1)}; CPU seconds used in the ${SECONDS} s: serve ${serveCpuSeconds.toFixed(1)}, attacker ${((stats['attacker cpu ms'] ?? NaN) / 1000).toFixed(1)}`);
+    console.log(`serve: Node ${process.version}, ${Object.keys(SERVE_ENV).length > 0 ? Object.entries(SERVE_ENV).map(([k, v]) => `${k}=${v}`).join(' ') : "glibc's malloc defaults"}`);
     delete stats['attacker cpu ms'];
     console.log(`attack: ${Object.entries(stats).sort().map(([k, v]) => `${k} ${v}`).join(', ')}`);
     console.log(`targets ${ok ? 'met' : 'NOT met'}`);

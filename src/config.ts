@@ -116,7 +116,9 @@ export const SERVER_DEFAULTS = Object.freeze({
   idleTimeoutMs: 120_000,
   maxConnections: 1000,
   maxRequestsPerConnection: 0,
-  maxInflightBodyBytes: 16 * 1024 * 1024,
+  // One maximum-size body (bodyLimitBytes) or five of the largest pods etcd
+  // stores (1.5 MiB) at once; smaller bodies do not count (server/app.ts).
+  maxInflightBodyBytes: 8 * 1024 * 1024,
   logLevel: 'info',
   logFormat: 'json',
   /** --compose-role-arn's partition when neither a flag nor instance metadata gives one. */

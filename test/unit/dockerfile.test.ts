@@ -186,6 +186,9 @@ t.test('runtime stage: supported Node LTS, production dependencies only', async 
   const modules = runtime.instructions.find((i) => i.keyword === 'COPY' && /--from=build\b/.test(i.args) && /\/src\/node_modules\b/.test(i.args));
   t.ok(modules, 'production node_modules come from the build stage');
   t.equal(envOf(runtime).get('NODE_ENV'), 'production');
+  // Measured with npm run soak, which gives serve the same two (bench/soak.ts).
+  t.equal(envOf(runtime).get('MALLOC_MMAP_THRESHOLD_'), '65536', 'blocks of 64 KiB and more are mapped apart, and unmapped when freed');
+  t.equal(envOf(runtime).get('MALLOC_TRIM_THRESHOLD_'), '65536', 'free memory past 64 KiB at the top of the heap goes back to the system');
   t.equal(last(runtime, 'WORKDIR')?.args, '/app');
 
   const copies = runtime.instructions.filter((i) => i.keyword === 'COPY');
