@@ -120,10 +120,12 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
     return line ? Number(line.split(' ').pop()) : 0;
   };
   const failedAttempts = (): number => (webhook.logs().match(/"msg":"(watch failed; retrying|list failed|watch silent; restarting it)"/g) ?? []).length;
-  const setRole = async (n: number): Promise<void> => {
+  /** Sets role n; returns the ServiceAccount's new resourceVersion. */
+  const setRole = async (n: number): Promise<string> => {
     const sa = await core.readNamespacedServiceAccount({ name: SA, namespace: NS });
     sa.metadata!.annotations = { 'eks.amazonaws.com/role-arn': ROLE(n) };
-    await core.replaceNamespacedServiceAccount({ name: SA, namespace: NS, body: sa });
+    const replaced = await core.replaceNamespacedServiceAccount({ name: SA, namespace: NS, body: sa });
+    return replaced.metadata!.resourceVersion!;
   };
   /** Waits (polling every 25 ms) until the webhook's cache has role n; returns when it did. */
   const seen = async (n: number, what: string): Promise<number> => {
@@ -172,12 +174,18 @@ async function run(t: Test, cluster: Cluster): Promise<void> {
   await t.test('cut off while the history is compacted away: relist', async (t) => {
     const expiredBefore = await expiredRestarts();
     await relay.cut();
-    // The newest version now; everything the webhook knows is older.
-    const cutAt = JSON.parse(kubectl(cluster.kubeconfig, ['get', '--raw', `/api/v1/namespaces/${NS}/serviceaccounts?limit=1`]).stdout) as { metadata: { resourceVersion: string } };
-    await setRole(4);
+    // Everything the webhook knows is older than this change. A watch from the
+    // webhook's version starts at the revision after it, at most this one, so
+    // the history must be compacted past this change, not only past the
+    // webhook's version: compaction stops at the newest revision, so the loop
+    // writes elsewhere (an annotation on the namespace, which the webhook does
+    // not watch) until it gets there.
+    const changedAt = await setRole(4);
+    let tick = 0;
     // Compaction is visible through the API server: an exact read at that version fails with 410.
-    await until('etcd compaction past the webhook\'s resourceVersion', () => {
-      const r = kubectl(cluster.kubeconfig, ['get', '--raw', `/api/v1/namespaces/${NS}/serviceaccounts?limit=1&resourceVersion=${cutAt.metadata.resourceVersion}&resourceVersionMatch=Exact`]);
+    await until('etcd compaction past the change made while the webhook is cut off', () => {
+      kubectl(cluster.kubeconfig, ['annotate', 'namespace', NS, `piw-outage-tick=${tick++}`, '--overwrite']);
+      const r = kubectl(cluster.kubeconfig, ['get', '--raw', `/api/v1/namespaces/${NS}/serviceaccounts?limit=1&resourceVersion=${changedAt}&resourceVersionMatch=Exact`]);
       return r.status !== 0 && /too old|Expired|Gone|compacted/i.test(r.stderr) ? true : undefined;
     }, { everyMs: 250 });
     t.not(await cachedRole(), ROLE(4), 'the change did not reach the cut-off webhook');
