@@ -11,12 +11,11 @@
 //   STORM_ROUNDS=3          rounds of six hostile pods
 //   STORM_CLI=path/cli.js   another build's cli.js under the same storm
 // Needs the test control plane (scripts/controlplane.sh prepare).
-import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import type { V1Pod } from '@kubernetes/client-node';
-import { freePort, httpsStatus, startCluster, tempDir, until, webhookConfiguration } from '../test/helpers/cluster.js';
-import { memory, stop } from './lib.js';
+import { startCluster, until, webhookConfiguration } from '../test/helpers/cluster.js';
+import { createTestPki } from '../test/helpers/tls.js';
+import { memory, startServe, stop } from './lib.js';
 
 const ROUNDS = Number(process.env['STORM_ROUNDS'] ?? 3);
 const CLI = process.env['STORM_CLI'] ?? 'dist/cli.js';
@@ -36,19 +35,17 @@ function apiServerCounters(kubeconfig: string): { calls: number; failOpen: numbe
 }
 
 async function main(): Promise<void> {
-  const started = await startCluster('storm');
-  if ('skip' in started) throw new Error(`npm run storm needs the test control plane: ${started.skip}`);
-  const { core, admission, kubeconfig } = started.cluster;
-  const dir = tempDir('piw-storm-');
-  execFileSync(process.execPath, ['dist/cli.js', 'certs', '--out-dir', join(dir, 'certs'), '--ip', '127.0.0.1'], { stdio: 'ignore' });
-  const ca = readFileSync(join(dir, 'certs', 'ca.crt'), 'utf8');
-  const port = await freePort();
-  const serve = spawn(process.execPath, [CLI, 'serve', '--kubeconfig', kubeconfig, '--tls-cert', join(dir, 'certs', 'tls.crt'), '--tls-key', join(dir, 'certs', 'tls.key'),
-    '--port', String(port), '--metrics-port', String(await freePort()), '--bind-address', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const controlPlane = await startCluster('storm');
+  if ('skip' in controlPlane) throw new Error(`npm run storm needs the test control plane: ${controlPlane.skip}`);
+  const { cluster } = controlPlane;
+  const { core, admission, kubeconfig } = cluster;
+  const pki = createTestPki();
+  const ca = pki.caCert;
+  let serve: ChildProcess | undefined;
   try {
-    await until('serve to be ready', async () => ((await httpsStatus(port, '/readyz', ca)) === 200 ? true : undefined), {
-      giveUpIf: () => (serve.exitCode !== null ? `serve exited (${serve.exitCode})` : undefined),
-    });
+    const started = await startServe({ kubeconfigPath: kubeconfig, cert: pki.issue('storm'), ca, cli: CLI });
+    serve = started.child;
+    const { port } = started;
     await admission.createMutatingWebhookConfiguration({ body: webhookConfiguration({ name: 'piw-storm', url: `https://127.0.0.1:${port}/mutate`, ca, label: LABEL, failurePolicy: 'Ignore' }) });
     const namespace = `storm-${Date.now().toString(36)}`;
     await core.createNamespace({ body: { metadata: { name: namespace, labels: { [LABEL]: 'true' } } } });
@@ -96,8 +93,8 @@ async function main(): Promise<void> {
     console.log(`API server: ${after.calls - before.calls} calls to the webhook, ${after.failOpen - before.failOpen} failed open`);
     console.log(`serve RSS: before ${rssBefore.toFixed(0)} MiB, peak ${memory(serve.pid!).peak.toFixed(0)} MiB`);
   } finally {
-    await stop(serve);
-    await started.cluster.down();
+    if (serve) await stop(serve);
+    await cluster.down();
   }
 }
 
