@@ -2,8 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Command, Option } from 'commander';
-import pino from 'pino';
-import { createLogger, LOG_FORMATS, type LogFormat } from '../server/log.js';
+import { bufferedStdout, createLogger, LOG_FORMATS, type LogFormat } from '../server/log.js';
 import { MANAGED_CERT_DEFAULTS as M, SERVER_DEFAULTS as S } from '../config.js';
 import type { ManagedCertificateSettings } from '../certificates/controller.js';
 import {
@@ -269,10 +268,7 @@ export async function roleArnCompositionFromFlags(
 }
 
 async function runServe(f: ServeFlags, cmd: Command): Promise<void> {
-  // Buffered: a write per admission line costs a syscall and a thread-pool hop on
-  // the hot path. Lines go out in 4 KiB batches, at least every second, and
-  // before exit.
-  const destination = pino.destination({ sync: false, minLength: 4096, periodicFlush: 1000 });
+  const destination = bufferedStdout();
   const logger = createLogger({ level: f.logLevel, format: f.logFormat, destination });
   // Log lines are buffered: a crash must not lose the ones that explain it.
   const fatal = (err: unknown, what: string): void => {

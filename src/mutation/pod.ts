@@ -62,7 +62,20 @@ export interface PodView {
 
 export type DecodedPod = { pod: PodView; problem?: undefined } | { pod?: undefined; problem: string };
 
-class ShapeError extends Error {}
+/**
+ * A field of the wrong type: where it is and what it is. Nested readers use
+ * paths relative to their item and the list they are in adds its own in front
+ * (within), so the hot path builds no path strings for a pod that is fine.
+ */
+class ShapeError extends Error {
+  constructor(readonly where: string, readonly problem: string) {
+    super(`${where} ${problem}`);
+  }
+
+  within(prefix: string): ShapeError {
+    return new ShapeError(`${prefix}${this.where}`, this.problem);
+  }
+}
 
 type Obj = Record<string, unknown>;
 
@@ -78,7 +91,7 @@ function own(o: Obj, key: string): unknown {
 }
 
 function fail(path: string, expected: string, value: unknown): never {
-  throw new ShapeError(`${path} is ${describeValue(value)}, expected ${expected}`);
+  throw new ShapeError(path, `is ${describeValue(value)}, expected ${expected}`);
 }
 
 function optObject(o: Obj, key: string, path: string): Obj | undefined {
@@ -99,15 +112,21 @@ function optString(o: Obj, key: string, path: string): string | undefined {
   return typeof v === 'string' ? v : fail(`${path}.${key}`, 'a string', v);
 }
 
-function entry(list: unknown[], i: number, path: string): Obj {
-  const v: unknown = list[i];
-  return isObject(v) ? v : fail(`${path}[${i}]`, 'an object', v);
-}
-
-/** Every index, holes included (a hole is not an object, so it fails). */
-function each<T>(list: unknown[], fn: (i: number) => T): T[] {
+/**
+ * Each entry of `list` (at `path`) read by `read`, holes included (a hole is
+ * not an object, so it fails); `read`'s paths are relative to its entry.
+ */
+function entries<T>(list: unknown[], path: string, read: (entry: Obj) => T): T[] {
   const out: T[] = [];
-  for (let i = 0; i < list.length; i++) out.push(fn(i));
+  for (let i = 0; i < list.length; i++) {
+    const v: unknown = list[i];
+    if (!isObject(v)) fail(`${path}[${i}]`, 'an object', v);
+    try {
+      out.push(read(v));
+    } catch (err) {
+      throw err instanceof ShapeError ? err.within(`${path}[${i}]`) : err;
+    }
+  }
   return out;
 }
 
@@ -123,42 +142,45 @@ function stringMap(o: Obj, key: string, path: string): Map<string, string> | und
   return out;
 }
 
-function decodeContainer(raw: unknown[], i: number, field: ContainerField): ContainerView {
-  const path = `spec.${field}[${i}]`;
-  const c = entry(raw, i, `spec.${field}`);
-  const envList = optArray(c, 'env', path);
-  const env = envList && each(envList, (j): EnvVarView => {
-    const e = entry(envList, j, `${path}.env`);
-    const at = `${path}.env[${j}]`;
-    const valueFrom = optObject(e, 'valueFrom', at);
-    const fieldRef = valueFrom && optObject(valueFrom, 'fieldRef', `${at}.valueFrom`);
-    const fieldPath = fieldRef && optString(fieldRef, 'fieldPath', `${at}.valueFrom.fieldRef`);
-    const view: EnvVarView = { name: optString(e, 'name', at) ?? '', value: optString(e, 'value', at) };
-    if (fieldPath !== undefined) view.fieldPath = fieldPath;
-    return view;
-  });
-  const mountList = optArray(c, 'volumeMounts', path);
-  const volumeMounts = mountList && each(mountList, (j): MountView => {
-    const m = entry(mountList, j, `${path}.volumeMounts`);
-    const at = `${path}.volumeMounts[${j}]`;
-    return { name: optString(m, 'name', at) ?? '', mountPath: optString(m, 'mountPath', at) ?? '' };
-  });
-  return { field, index: i, name: optString(c, 'name', path) ?? '', env, volumeMounts };
+function decodeEnvVar(e: Obj): EnvVarView {
+  const valueFrom = optObject(e, 'valueFrom', '');
+  const fieldRef = valueFrom && optObject(valueFrom, 'fieldRef', '.valueFrom');
+  const fieldPath = fieldRef && optString(fieldRef, 'fieldPath', '.valueFrom.fieldRef');
+  const view: EnvVarView = { name: optString(e, 'name', '') ?? '', value: optString(e, 'value', '') };
+  if (fieldPath !== undefined) view.fieldPath = fieldPath;
+  return view;
 }
 
-function decodeVolume(raw: unknown[], i: number): VolumeView {
-  const path = `spec.volumes[${i}]`;
-  const v = entry(raw, i, 'spec.volumes');
-  const projected = optObject(v, 'projected', path);
-  const sources = projected ? optArray(projected, 'sources', `${path}.projected`) : undefined;
+function decodeMount(m: Obj): MountView {
+  return { name: optString(m, 'name', '') ?? '', mountPath: optString(m, 'mountPath', '') ?? '' };
+}
+
+/** A container; its paths are relative to it (see entries). */
+function decodeContainer(c: Obj, index: number, field: ContainerField): ContainerView {
+  const envList = optArray(c, 'env', '');
+  const env = envList && entries(envList, '.env', decodeEnvVar);
+  const mountList = optArray(c, 'volumeMounts', '');
+  const volumeMounts = mountList && entries(mountList, '.volumeMounts', decodeMount);
+  return { field, index, name: optString(c, 'name', '') ?? '', env, volumeMounts };
+}
+
+function containersOf(spec: Obj, field: ContainerField): ContainerView[] {
+  const list = optArray(spec, field, 'spec');
+  if (!list) return [];
+  let index = 0;
+  return entries(list, `spec.${field}`, (c) => decodeContainer(c, index++, field));
+}
+
+function decodeVolume(v: Obj): VolumeView {
+  const projected = optObject(v, 'projected', '');
+  const sources = projected ? optArray(projected, 'sources', '.projected') : undefined;
   let serviceAccountToken = false;
   if (sources) {
-    each(sources, (j) => {
-      const s = entry(sources, j, `${path}.projected.sources`);
-      if (optObject(s, 'serviceAccountToken', `${path}.projected.sources[${j}]`)) serviceAccountToken = true;
+    entries(sources, '.projected.sources', (s) => {
+      if (optObject(s, 'serviceAccountToken', '')) serviceAccountToken = true;
     });
   }
-  return { name: optString(v, 'name', path) ?? '', serviceAccountToken };
+  return { name: optString(v, 'name', '') ?? '', serviceAccountToken };
 }
 
 const NO_CONTAINERS: readonly ContainerView[] = Object.freeze([]);
@@ -170,13 +192,9 @@ function decode(raw: unknown): PodView {
   const meta: Obj = metadata ?? {};
   const spec = optObject(raw, 'spec', 'pod') ?? {};
   const os = optObject(spec, 'os', 'spec');
-  const containers: ContainerView[] = [];
-  for (const field of ['initContainers', 'containers'] as const) {
-    const list = optArray(spec, field, 'spec') ?? [];
-    for (let i = 0; i < list.length; i++) containers.push(decodeContainer(list, i, field));
-  }
-  const ephemeral = optArray(spec, 'ephemeralContainers', 'spec');
-  const ephemeralContainers = ephemeral ? each(ephemeral, (i) => decodeContainer(ephemeral, i, 'ephemeralContainers')) : NO_CONTAINERS;
+  const containers = [...containersOf(spec, 'initContainers'), ...containersOf(spec, 'containers')];
+  const ephemeral = containersOf(spec, 'ephemeralContainers');
+  const ephemeralContainers = ephemeral.length > 0 ? ephemeral : NO_CONTAINERS;
   const volumes = optArray(spec, 'volumes', 'spec');
   const metadataName = optString(meta, 'name', 'metadata');
   const generateName = optString(meta, 'generateName', 'metadata');
@@ -191,7 +209,7 @@ function decode(raw: unknown): PodView {
     labels: stringMap(meta, 'labels', 'metadata'),
     nodeSelector: stringMap(spec, 'nodeSelector', 'spec') ?? new Map(),
     os: os ? optString(os, 'name', 'spec.os') : undefined,
-    volumes: volumes && each(volumes, (i) => decodeVolume(volumes, i)),
+    volumes: volumes && entries(volumes, 'spec.volumes', decodeVolume),
     containers,
     ephemeralContainers,
   };

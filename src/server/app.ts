@@ -330,7 +330,7 @@ export async function buildWebhookApp(o: WebhookAppOptions) {
     const memory = request[bodyGrant]?.memory;
     const known = Number.isSafeInteger(contentLength) ? contentLength : undefined;
     const allocate = memory && memory.length === known ? () => memory : undefined;
-    readBody(payload, { contentLength: known, limit: o.bodyLimit, ...(allocate ? { allocate } : {}) }, (err, body) => {
+    readBody(payload, { contentLength: known, limit: o.bodyLimit, wholeChunkUpTo: SMALL_BODY_BYTES, ...(allocate ? { allocate } : {}) }, (err, body) => {
       if (err) done(err, undefined);
       else parseBody(request, body as Buffer, done);
     });

@@ -4,7 +4,9 @@
 // they arrive, so each chunk the socket delivers dies young: no list of
 // chunks held until the end, then copied once more into a second buffer of
 // the same size. For megabyte bodies that halves the memory a body holds, and
-// keeps thousands of chunks out of the allocator's long-lived memory.
+// keeps thousands of chunks out of the allocator's long-lived memory. A small
+// body that arrives in one chunk (an API server's review, as a rule) is that
+// chunk: no second ArrayBuffer per admission.
 import type { Readable } from 'node:stream';
 import { errorCodes } from 'fastify';
 
@@ -21,6 +23,12 @@ export interface ReadBodyOptions {
    * (not from Node's shared pool, so its memory can move to a worker thread).
    */
   allocate?: (length: number) => Buffer;
+  /**
+   * A body of at most this many bytes that arrives in one chunk is that chunk,
+   * not a copy (only when `allocate` is not given: such a body may be a slice
+   * of memory the socket shares, so it must not be moved to another thread).
+   */
+  wholeChunkUpTo?: number;
 }
 
 export function readBody(payload: Readable, o: ReadBodyOptions, done: BodyCallback): void {
@@ -29,7 +37,10 @@ export function readBody(payload: Readable, o: ReadBodyOptions, done: BodyCallba
     done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
     return;
   }
-  const into = contentLength !== undefined ? (o.allocate ?? Buffer.allocUnsafeSlow)(contentLength) : undefined;
+  const allocate = o.allocate ?? Buffer.allocUnsafeSlow;
+  const whole = contentLength !== undefined && !o.allocate && contentLength <= (o.wholeChunkUpTo ?? -1);
+  let into: Buffer | undefined;
+  let only: Buffer | undefined;
   const chunks: Buffer[] = [];
   let received = 0;
   const finish = (err: Error | null, body?: Buffer): void => {
@@ -44,21 +55,26 @@ export function readBody(payload: Readable, o: ReadBodyOptions, done: BodyCallba
       finish(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
       return;
     }
-    if (into) {
-      if (received + bytes.length > into.length) {
+    if (contentLength !== undefined) {
+      if (received + bytes.length > contentLength) {
         finish(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
         return;
       }
-      into.set(bytes, received);
+      if (whole && received === 0 && bytes.length === contentLength) {
+        only = bytes;
+      } else {
+        into ??= allocate(contentLength);
+        into.set(bytes, received);
+      }
     } else {
       chunks.push(bytes);
     }
     received += bytes.length;
   };
   const onEnd = (): void => {
-    if (into) {
-      if (received !== into.length) finish(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
-      else finish(null, into);
+    if (contentLength !== undefined) {
+      if (received !== contentLength) finish(new errorCodes.FST_ERR_CTP_INVALID_CONTENT_LENGTH());
+      else finish(null, only ?? into ?? allocate(contentLength));
     } else {
       finish(null, Buffer.concat(chunks, received));
     }

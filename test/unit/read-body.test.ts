@@ -44,3 +44,22 @@ t.test('a stream that fails gives its error, as a 400', async (t) => {
   const r = await read(['{"a"'], { contentLength: 10, limit: 100 }, new Error('aborted'));
   t.match(r.err, { message: 'aborted', statusCode: 400 });
 });
+
+t.test('a small body that arrives in one chunk is that chunk; otherwise a buffer of its own', async (t) => {
+  const chunk = Buffer.from('{"kind":"AdmissionReview"}');
+  const one = await read([chunk], { contentLength: chunk.length, limit: 100, wholeChunkUpTo: 64 });
+  t.equal(one.body, chunk, 'no copy of a body that came whole');
+  const two = await read([chunk.subarray(0, 5), chunk.subarray(5)], { contentLength: chunk.length, limit: 100, wholeChunkUpTo: 64 });
+  t.equal(two.body!.toString(), chunk.toString());
+  t.equal(two.body!.buffer.byteLength, chunk.length, 'two chunks: joined into a buffer of its own');
+  const large = await read([chunk], { contentLength: chunk.length, limit: 100, wholeChunkUpTo: chunk.length - 1 });
+  t.not(large.body, chunk, 'over wholeChunkUpTo: copied, so it can move to a worker thread');
+  t.equal(large.body!.buffer.byteLength, chunk.length);
+  const into = Buffer.alloc(chunk.length);
+  const given = await read([chunk], { contentLength: chunk.length, limit: 100, wholeChunkUpTo: 64, allocate: () => into });
+  t.equal(given.body, into, 'memory given for the body is always used');
+  t.match((await read([chunk, '}'], { contentLength: chunk.length, limit: 100, wholeChunkUpTo: 64 })).err, { code: 'FST_ERR_CTP_INVALID_CONTENT_LENGTH' }, 'more than announced after a whole chunk: 400');
+  const empty = await read([], { contentLength: 0, limit: 100, wholeChunkUpTo: 64 });
+  t.equal(empty.err, null);
+  t.equal(empty.body!.length, 0, 'an empty body is an empty buffer');
+});
