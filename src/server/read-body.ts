@@ -37,7 +37,7 @@ export function readBody(payload: Readable, o: ReadBodyOptions, done: BodyCallba
     done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
     return;
   }
-  const allocate = o.allocate ?? Buffer.allocUnsafeSlow;
+  const allocate = o.allocate ?? ((length: number) => Buffer.allocUnsafeSlow(length));
   const whole = contentLength !== undefined && !o.allocate && contentLength <= (o.wholeChunkUpTo ?? -1);
   let into: Buffer | undefined;
   let only: Buffer | undefined;
