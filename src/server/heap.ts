@@ -20,14 +20,23 @@ export const YOUNG_GENERATION_CAP = 2 * 1024 * 1024;
 
 let holding = false;
 
-/** The size of one semi-space of this thread's young generation, in bytes. */
+/**
+ * The size of the semi-space this thread allocates in, in bytes: what is used
+ * of it and what is left (a little under its nominal size: V8 keeps page
+ * headers). V8's space_size counts both semi-spaces once both are committed.
+ */
 export function semiSpaceBytes(): number {
-  return getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
+  const space = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+  return space ? space.space_used_size + space.space_available_size : 0;
 }
 
-/** V8's growth factor: its default of 2 below the cap, 1 at it. */
+/**
+ * V8's growth factor: its default of 2 below the cap, 1 at it. V8 doubles the
+ * semi-spaces, so three quarters of the cap tells the last step below it
+ * (half the cap) from the cap itself.
+ */
 function steer(cap: number): void {
-  const atCap = semiSpaceBytes() >= cap;
+  const atCap = semiSpaceBytes() >= (cap * 3) / 4;
   if (atCap === holding) return;
   holding = atCap;
   setFlagsFromString(`--semi-space-growth-factor=${atCap ? 1 : 2}`);
