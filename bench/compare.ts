@@ -3,6 +3,7 @@
 // that the machine's other work falls on all of them alike.
 //   node dist-bench/bench/compare.js before=dist-bench/before/dist/cli.js after=dist/cli.js
 // (dist-bench/before: a copy of dist and package.json made before the change).
+// A `floor` argument adds the bare route with serve's log line and metrics.
 // Env: COMPARE_ROUNDS (3), COMPARE_SECONDS (5), BENCH_PROFILE=1 (a CPU profile summary per build).
 import type { ChildProcess } from 'node:child_process';
 import { createTestPki } from '../test/helpers/tls.js';
@@ -52,7 +53,7 @@ async function main(): Promise<void> {
           if (!answer.text.includes('"patchType":"JSONPatch"')) throw new Error(`${t.label}: the pod was not mutated: ${answer.text}`);
           answerSize = answer.text.length;
         } else {
-          ({ child, port, profileDir } = await startBare(cert, answerSize || 1000, profile));
+          ({ child, port, profileDir } = await startBare(cert, answerSize || 1000, profile, t.label === 'floor' ? 'floor' : 'bare'));
         }
         const pid = child.pid!;
         await saturate(port, body, pki.caCert, 2, 16); // warm-up

@@ -100,13 +100,21 @@ export async function startServe(o: ServeOptions): Promise<Serve> {
   return { child, port, metricsPort, readyMs: Date.now() - started, ...(profileDir ? { profileDir } : {}) };
 }
 
-/** The yardstick: a bare fastify HTTPS route answering `size` bytes (bench/bare-server.ts). */
-export async function startBare(cert: { certFile: string; keyFile: string }, size: number, profile = false): Promise<{ child: ChildProcess; port: number; profileDir?: string }> {
+/**
+ * The yardstick: a bare fastify HTTPS route answering `size` bytes; `floor` adds
+ * serve's log line and metrics to it (bench/bare-server.ts).
+ */
+export async function startBare(
+  cert: { certFile: string; keyFile: string },
+  size: number,
+  profile = false,
+  mode: 'bare' | 'floor' = 'bare',
+): Promise<{ child: ChildProcess; port: number; profileDir?: string }> {
   const port = await freePort();
   const profileDir = profile ? mkdtempSync(join(tmpdir(), 'piw-prof-')) : undefined;
   const child = spawn(process.execPath, [
     ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
-    'dist-bench/bench/bare-server.js', cert.certFile, cert.keyFile, String(port), String(size),
+    'dist-bench/bench/bare-server.js', cert.certFile, cert.keyFile, String(port), String(size), mode,
   ], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise((resolve) => child.stdout.once('data', resolve));
   return { child, port, ...(profileDir ? { profileDir } : {}) };

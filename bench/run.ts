@@ -1,5 +1,6 @@
 // npm run bench: the real `serve` process (warm cache of 10,000 ServiceAccounts
-// from a fake API server) against a bare fastify HTTPS route, over keep-alive
+// from a fake API server) against a bare fastify HTTPS route, and the floor (that
+// route plus serve's log line and metrics: what any admission costs), over keep-alive
 // HTTPS with a ~4.5 KiB AdmissionReview: saturation, server CPU per request, p99
 // at an even 1,000 requests/s; then RSS and time to ready with 0, 10,000 and
 // 100,000 ServiceAccounts, and (BENCH_REAL_API=1) against a real kube-apiserver.
@@ -171,20 +172,28 @@ async function main(): Promise<void> {
   const bare = await startBare(cert, sampleSize, PROFILE);
   const bareResult = await measure(bare.child.pid!, bare.port, body, pki.caCert);
   await stop(bare.child);
+  // 3. The floor: the bare route plus serve's log line and metrics, what any admission costs.
+  const floor = await startBare(cert, sampleSize, false, 'floor');
+  const floorResult = await measure(floor.child.pid!, floor.port, body, pki.caCert);
+  await stop(floor.child);
 
   console.log('');
   console.log(line('/mutate (serve)', ours));
   console.log(line('bare fastify route', bareResult));
+  console.log(line('floor: bare + log, metrics', floorResult));
   const ratio = ours.cpuUs / bareResult.cpuUs;
   const steadyRatio = ours.steadyCpuUs / bareResult.steadyCpuUs;
+  const floorRatio = floorResult.cpuUs / bareResult.cpuUs;
   console.log(`server CPU per request: /mutate ${ours.cpuUs.toFixed(0)} µs, bare ${bareResult.cpuUs.toFixed(0)} µs, ratio ${ratio.toFixed(2)} at saturation; ` +
     `${ours.steadyCpuUs.toFixed(0)} / ${bareResult.steadyCpuUs.toFixed(0)} µs, ratio ${steadyRatio.toFixed(2)} at 1,000 req/s (target <= 1.25)`);
+  console.log(`floor: bare route + serve's log line and metrics ${floorResult.cpuUs.toFixed(0)} µs, ratio ${floorRatio.toFixed(2)} at saturation; ` +
+    `${floorResult.steadyCpuUs.toFixed(0)} µs, ratio ${(floorResult.steadyCpuUs / bareResult.steadyCpuUs).toFixed(2)} at 1,000 req/s`);
   console.log(`throughput /mutate : bare = ${(ours.saturation.requests.average / bareResult.saturation.requests.average).toFixed(2)}; ` +
     `p99 at an even 1,000 req/s ${ours.steady.p99.toFixed(2)} ms (target <= 1.5 ms)`);
   printProfile('serve /mutate', serve.profileDir);
   printProfile('bare route', bare.profileDir);
 
-  // 3. Memory at rest and time to ready: 0, 10,000 (above) and 100,000 ServiceAccounts.
+  // 4. Memory at rest and time to ready: 0, 10,000 (above) and 100,000 ServiceAccounts.
   const empty = await atRest(0, cert, pki.caCert);
   const full = await atRest(100_000, cert, pki.caCert);
   console.log('');
@@ -199,6 +208,9 @@ async function main(): Promise<void> {
   put('ours_steady_cpu_us', ours.steadyCpuUs);
   put('bare_steady_cpu_us', bareResult.steadyCpuUs);
   put('steady_cpu_ratio', steadyRatio, 2);
+  put('floor_cpu_us', floorResult.cpuUs);
+  put('floor_cpu_ratio', floorRatio, 2);
+  put('floor_steady_cpu_us', floorResult.steadyCpuUs);
   put('p99_1000rps_ms', ours.steady.p99, 2);
   put('bare_p99_1000rps_ms', bareResult.steady.p99, 2);
   put('failed', ours.saturation.errors + ours.saturation.non2xx + ours.saturation.timeouts + ours.steady.failed);

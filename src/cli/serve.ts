@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Command, Option } from 'commander';
-import { bufferedStdout, createLogger, LOG_FORMATS, type LogFormat } from '../server/log.js';
+import { bufferedDestination, createLogger, LOG_FORMATS, type LogFormat } from '../server/log.js';
 import { MANAGED_CERT_DEFAULTS as M, SERVER_DEFAULTS as S } from '../config.js';
 import type { ManagedCertificateSettings } from '../certificates/controller.js';
 import {
@@ -268,7 +268,7 @@ export async function roleArnCompositionFromFlags(
 }
 
 async function runServe(f: ServeFlags, cmd: Command): Promise<void> {
-  const destination = bufferedStdout();
+  const destination = bufferedDestination();
   const logger = createLogger({ level: f.logLevel, format: f.logFormat, destination });
   // Log lines are buffered: a crash must not lose the ones that explain it.
   const fatal = (err: unknown, what: string): void => {

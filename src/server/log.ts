@@ -106,15 +106,15 @@ export function textLine(json: string): string {
 }
 
 /**
- * serve's stdout, buffered: a write per admission line would cost a syscall and
+ * serve's stdout (or `dest`), buffered: a write per admission line would cost a syscall and
  * a thread-pool hop on the hot path. Lines go out in batches of 3-4 KiB, at
  * least every second, and at exit (flushSync). sonic-boom measures its last
  * batch (a string grown line by line) at each line, which copies it: batches
  * capped at 4 KiB (maxWrite) bound that copy; 16 KiB batches, grown while a
  * write is in flight, left ~10 KiB of garbage per line.
  */
-export function bufferedStdout(): pino.DestinationStream & { flushSync(): void } {
-  return pino.destination({ dest: 1, sync: false, minLength: 3 * 1024, maxWrite: 4 * 1024, periodicFlush: 1000 });
+export function bufferedDestination(dest: number | string = 1): pino.DestinationStream & { flushSync(): void } {
+  return pino.destination({ dest, sync: false, minLength: 3 * 1024, maxWrite: 4 * 1024, periodicFlush: 1000 });
 }
 
 export interface LoggerOptions {
