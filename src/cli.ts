@@ -3,7 +3,7 @@
 import { CommanderError } from 'commander';
 import { CommandError, UsageError } from './cli/flags.js';
 import type { CommandIO } from './cli/mutate.js';
-import { capYoungGeneration } from './server/heap.js';
+import { holdYoungGeneration } from './server/heap.js';
 
 const io: CommandIO = {
   stdout: (text) => process.stdout.write(`${text}\n`),
@@ -14,7 +14,7 @@ async function main(): Promise<void> {
   try {
     // The webhook's own process loads only what `serve` needs, and keeps its
     // young generation small (server/heap.ts).
-    if (process.argv[2] === 'serve') capYoungGeneration();
+    if (process.argv[2] === 'serve') holdYoungGeneration();
     const program =
       process.argv[2] === 'serve'
         ? await (await import('./cli/root.js')).buildServeProgram(io)

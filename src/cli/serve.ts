@@ -12,6 +12,8 @@ import {
 } from '../settings/role-arn.js';
 import { compositionFromInstanceMetadata, instanceMetadataEndpoint } from '../identity/instance-metadata.js';
 import { StartupError, startWebhookServer, type WebhookServerOptions } from '../server/serve.js';
+import { capYoungGeneration } from '../server/heap.js';
+import { onFirstAdmission } from '../server/app.js';
 import { cipherList, tlsMinVersion } from '../tls/serving.js';
 import {
   addKubeConnectionFlags,
@@ -307,6 +309,8 @@ async function runServe(f: ServeFlags, cmd: Command): Promise<void> {
     if (err instanceof StartupError) throw new CommandError(err.message);
     throw err;
   }
+  // Admissions, not start-up, may grow the young generation (server/heap.ts).
+  onFirstAdmission(server.app.server, () => capYoungGeneration());
   const stop = (signal: string): void => {
     logger.info({ signal }, 'shutting down');
     server.shutdown().then(

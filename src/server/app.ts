@@ -1,6 +1,8 @@
 // The HTTPS app the API server calls: /mutate, /healthz, /readyz. One plugin
 // per concern, in fastify's style; everything it needs is passed in.
+import type { IncomingMessage } from 'node:http';
 import type { ServerOptions } from 'node:https';
+import type { EventEmitter } from 'node:events';
 import { Transform } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyError, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -140,7 +142,7 @@ const admissionRoutes: FastifyPluginAsync<WebhookAppOptions> = async (app, o) =>
   };
 
   // Not an async handler: a cached ServiceAccount is answered without a Promise.
-  app.post('/mutate', (request, reply) => {
+  app.post(MUTATE_PATH, (request, reply) => {
     let result: ReviewOutcome | Promise<ReviewOutcome>;
     try {
       const body = request.body;
@@ -183,6 +185,24 @@ export const WITHOUT_SCHEMAS = {
     },
   },
 };
+
+/** Where the API server sends admission reviews. */
+export const MUTATE_PATH = '/mutate';
+
+/**
+ * Calls `then` once, at the first request for MUTATE_PATH that `server`
+ * receives (probes and metrics do not count), and stops listening.
+ */
+export function onFirstAdmission(server: EventEmitter, then: () => void): void {
+  const listener = (request: IncomingMessage): void => {
+    // The API server calls /mutate?timeout=10s.
+    const url = request.url ?? '';
+    if (url !== MUTATE_PATH && !url.startsWith(`${MUTATE_PATH}?`)) return;
+    server.off('request', listener);
+    then();
+  };
+  server.on('request', listener);
+}
 
 /** Bodies up to this size (an API server's AdmissionReview is a few KiB) are read without waiting for the budget. */
 export const SMALL_BODY_BYTES = 64 * 1024;

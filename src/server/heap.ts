@@ -1,16 +1,18 @@
-// The main thread's young generation, allowed to grow from V8's initial 1 MiB
-// semi-spaces to YOUNG_GENERATION_CAP and held there. Left alone, V8 doubles
-// the semi-spaces up to 16 MiB each under churn (a storm of hostile
-// connections, each leaving sockets and parsers alive for a few scavenges) and
-// keeps them: ~30 MiB of RSS for nothing an admission needs. Held at 1 MiB, an
-// admission (~50 KiB of garbage) costs a scavenge every ~17 requests, ~6 us of
-// CPU each; 2 MiB halves that for 2 MiB of RSS.
+// The main thread's young generation: held at V8's initial 1 MiB semi-spaces
+// while serve starts, then, from the first admission on, allowed to grow to
+// YOUNG_GENERATION_CAP and held there. Left alone, V8 doubles the semi-spaces
+// up to 16 MiB each under churn (a storm of hostile connections, each leaving
+// sockets and parsers alive for a few scavenges) and keeps them: ~30 MiB of
+// RSS for nothing an admission needs. Held at 1 MiB, an admission (~50 KiB of
+// garbage) costs a scavenge every ~16 requests; 2 MiB halves that (GC time per
+// admission ~10 -> ~6 us) for 2 MiB of RSS, which a webhook that never
+// admitted anything does not pay.
 //
 // --max-semi-space-size would do it, but only as a node flag at startup. The
-// growth factor is read at each resize, so it can be set from here: V8's
-// default (2) until the young generation reaches the cap, then 1. V8 resets it
-// to 2 whenever an isolate is created (a worker thread starts), so it is set
-// again once each worker is online.
+// growth factor is read at each resize, so it can be set from here: 1 holds,
+// V8's default of 2 lets it double. V8 resets it to 2 whenever an isolate is
+// created (a worker thread starts), so it is set again once each worker is
+// online.
 import { PerformanceObserver } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -19,6 +21,12 @@ import { runInNewContext } from 'node:vm';
 export const YOUNG_GENERATION_CAP = 2 * 1024 * 1024;
 
 let holding = false;
+
+/** From now on the young generation does not grow (serve calls it before loading the server). */
+export function holdYoungGeneration(): void {
+  holding = true;
+  setFlagsFromString('--semi-space-growth-factor=1');
+}
 
 /**
  * The size of the semi-space this thread allocates in, in bytes: what is used
@@ -43,9 +51,9 @@ function steer(cap: number): void {
 }
 
 /**
- * From now on the young generation grows to at most `cap` bytes per semi-space
- * (serve calls it before loading the server): checked after each collection,
- * so that it may grow again after V8 shrinks it when idle.
+ * From now on the young generation may grow to `cap` bytes per semi-space, and
+ * no further (serve calls it at its first admission): checked after each
+ * collection, so that it may grow again after V8 shrinks it when idle.
  */
 export function capYoungGeneration(cap = YOUNG_GENERATION_CAP): void {
   steer(cap);
