@@ -113,16 +113,17 @@ function optString(o: Obj, key: string, path: string): string | undefined {
 }
 
 /**
- * Each entry of `list` (at `path`) read by `read`, holes included (a hole is
- * not an object, so it fails); `read`'s paths are relative to its entry.
+ * Each entry of `list` (at `path`) read by `read` with its index, holes
+ * included (a hole is not an object, so it fails); `read`'s paths are
+ * relative to its entry.
  */
-function entries<T>(list: unknown[], path: string, read: (entry: Obj) => T): T[] {
+function entries<T>(list: unknown[], path: string, read: (entry: Obj, index: number) => T): T[] {
   const out: T[] = [];
   for (let i = 0; i < list.length; i++) {
     const v: unknown = list[i];
     if (!isObject(v)) fail(`${path}[${i}]`, 'an object', v);
     try {
-      out.push(read(v));
+      out.push(read(v, i));
     } catch (err) {
       throw err instanceof ShapeError ? err.within(`${path}[${i}]`) : err;
     }
@@ -167,8 +168,7 @@ function decodeContainer(c: Obj, index: number, field: ContainerField): Containe
 function containersOf(spec: Obj, field: ContainerField): ContainerView[] {
   const list = optArray(spec, field, 'spec');
   if (!list) return [];
-  let index = 0;
-  return entries(list, `spec.${field}`, (c) => decodeContainer(c, index++, field));
+  return entries(list, `spec.${field}`, (c, index) => decodeContainer(c, index, field));
 }
 
 function decodeVolume(v: Obj): VolumeView {

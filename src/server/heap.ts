@@ -6,7 +6,9 @@
 // RSS for nothing an admission needs. Held at 1 MiB, an admission (~50 KiB of
 // garbage) costs a scavenge every ~16 requests; 2 MiB halves that (GC time per
 // admission ~10 -> ~6 us) for 2 MiB of RSS, which a webhook that never
-// admitted anything does not pay.
+// admitted anything does not pay. (Node 24's V8 grows it up to 64 MiB on its
+// own, and for a while during collections whatever the growth factor: there the
+// hold bounds it less tightly.)
 //
 // --max-semi-space-size would do it, but only as a node flag at startup. The
 // growth factor is read at each resize, so it can be set from here: 1 holds,
