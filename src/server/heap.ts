@@ -31,13 +31,12 @@ export function holdYoungGeneration(): void {
 }
 
 /**
- * The size of the semi-space this thread allocates in, in bytes: what is used
- * of it and what is left (a little under its nominal size: V8 keeps page
- * headers). V8's space_size counts both semi-spaces once both are committed.
+ * The size of one semi-space of this thread's young generation, in bytes: half
+ * of V8's new space, which holds two once both are committed (right after
+ * start only one is, and this reads half the real size).
  */
 export function semiSpaceBytes(): number {
-  const space = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
-  return space ? space.space_used_size + space.space_available_size : 0;
+  return (getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0) / 2;
 }
 
 /**

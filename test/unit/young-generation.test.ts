@@ -23,6 +23,13 @@ const CHURN = `(async (turns, afterTurn) => {
   }
 })`;
 const TURNS = 600;
+/**
+ * The line between held and not held: Node 24's V8 grows the young generation
+ * for a while during a collection whatever the growth factor (up to ~55 % past
+ * the cap in this churn), Node 20's stops at the cap; unheld, both reach at
+ * least twice the cap (16 and 64 MiB).
+ */
+const OVERSHOOT = 2;
 /** Above the few MiB node may start with, far below what V8 grows to on its own (16-32 MiB). */
 const CAP = 8 * 1024 * 1024;
 
@@ -44,14 +51,14 @@ function churnIn(t: Test, setup: string): { start: number; max: number } {
   return JSON.parse(run.stdout) as { start: number; max: number };
 }
 
-t.test('without the cap, V8 grows the young generation past it under this churn', async (t) => {
+t.test('without the cap, V8 grows the young generation far past it under this churn', async (t) => {
   const { start, max } = churnIn(t, '');
   t.ok(start < CAP, `starts below the cap (${start / MIB} MiB)`);
-  t.ok(max > CAP, `grew to ${max / MIB} MiB`);
+  t.ok(max >= CAP * OVERSHOOT, `grew to ${max / MIB} MiB`);
 });
 
 t.test('with the cap, it grows to the cap and stays there', async (t) => {
   const { start, max } = churnIn(t, `capYoungGeneration(${CAP});`);
   t.ok(start < CAP, `starts below the cap (${start / MIB} MiB)`);
-  t.ok(max > CAP / 2 && max <= CAP, `grew from ${start / MIB} MiB to the cap (${max / MIB} MiB) and no further`);
+  t.ok(max > CAP / 2 && max < CAP * OVERSHOOT, `grew from ${start / MIB} MiB to the cap (${max / MIB} MiB), not past it (but for Node 24's overshoot)`);
 });
